@@ -1,0 +1,67 @@
+"""Small stdlib-only helpers shared across the package."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def to_3tuple(value: int | Sequence[int], name: str = "value") -> tuple[int, int, int]:
+    """Expand an int to ``(v, v, v)`` or check that a sequence has exactly three ints.
+
+    Args:
+        value: An int, or a sequence of three ints in ``(D, H, W)`` order.
+        name: The argument's name, used in the error message.
+
+    Returns:
+        A ``(D, H, W)`` tuple of ints.
+
+    Raises:
+        TypeError: If ``value`` is neither an int nor a sequence of ints.
+        ValueError: If the sequence does not have exactly three items.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a (D, H, W) tuple of ints, got {value!r}")
+    if isinstance(value, int):
+        return (value, value, value)
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int or a (D, H, W) tuple of ints, got {value!r}"
+        ) from None
+    if len(items) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"{name} must be an int or a (D, H, W) tuple of 3 ints, got {value!r}")
+    return (items[0], items[1], items[2])
+
+
+def did_you_mean(name: str, options: Iterable[str], n: int = 3) -> str:
+    """Return a " Did you mean ...?" hint naming the closest options, or "" if none is close.
+
+    Args:
+        name: What the user gave.
+        options: The valid names.
+        n: How many close matches to list at most.
+
+    Returns:
+        A hint string that starts with a space, or an empty string.
+    """
+    matches = difflib.get_close_matches(name, list(options), n=n, cutoff=0.5)
+    if not matches:
+        return ""
+    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+def check_choice(name: str, value: str, options: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``options``; raise a helpful ``ValueError`` otherwise."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {list(options)}, got {value!r}")
+    if value not in options:
+        raise ValueError(
+            f"{name}={value!r} is not supported; choose one of {list(options)}."
+            + did_you_mean(value, options)
+        )
+    return value

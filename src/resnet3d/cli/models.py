@@ -1,0 +1,41 @@
+"""``resnet3d models``: list the registered models with their parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list the models and their parameter counts",
+        description="List every registered model with its parameter count "
+        "(for --in-channels and --num-classes, default 3 and 3).",
+    )
+    parser.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*'")
+    parser.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
+    parser.add_argument("--num-classes", type=int, default=3, help="classes (default 3)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import create_model, list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}; try 'resnet3d models'")
+        return 1
+    rows = []
+    for name in names:
+        model = create_model(name, in_channels=args.in_channels, num_classes=args.num_classes)
+        params = sum(p.numel() for p in model.parameters())
+        cfg = model.config
+        rows.append(
+            (name, f"{params / 1e6:.2f}M", cfg.block, "x".join(map(str, cfg.layers)), cfg.conv,
+             cfg.shortcut)
+        )
+    header = ("model", "params", "block", "layers", "conv", "shortcut")
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0

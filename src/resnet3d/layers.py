@@ -1,0 +1,117 @@
+"""Convolution factories and the (2+1)D factorised convolution.
+
+The ResNet blocks build every convolution through :func:`conv3d` and, for (2+1)D nets, split
+it with :func:`tran_midplanes` into a spatial and a temporal part; normalisation and
+activation are resolved here too, so there is one place to change them.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ._utils import to_3tuple
+
+
+def tran_midplanes(in_planes: int, out_planes: int, kernel: tuple[int, int, int]) -> int:
+    """Intermediate width that gives a (2+1)D convolution the parameters of the 3D one.
+
+    Tran et al. (CVPR 2018): ``M = floor(t * d^2 * N_in * N_out / (d^2 * N_in + t * N_out))``
+    for a ``t x d x d`` kernel; with a non-square spatial kernel ``d^2`` is ``kh * kw``.
+
+    Args:
+        in_planes: Input channels ``N_in``.
+        out_planes: Output channels ``N_out``.
+        kernel: The 3D kernel ``(t, kh, kw)`` being factorised.
+
+    Returns:
+        The intermediate width ``M`` (at least 1).
+    """
+    t, kh, kw = kernel
+    spatial = kh * kw
+    return max(1, (t * spatial * in_planes * out_planes) // (spatial * in_planes + t * out_planes))
+
+
+def conv3d(
+    in_planes: int,
+    out_planes: int,
+    kernel: int | tuple[int, int, int],
+    stride: int | tuple[int, int, int] = 1,
+) -> nn.Conv3d:
+    """A bias-free ``Conv3d`` with "same" padding (``k // 2``) for odd kernels."""
+    k = to_3tuple(kernel, "kernel")
+    return nn.Conv3d(
+        in_planes,
+        out_planes,
+        kernel_size=k,
+        stride=to_3tuple(stride, "stride"),
+        padding=tuple(size // 2 for size in k),
+        bias=False,
+    )
+
+
+def norm3d(channels: int) -> nn.BatchNorm3d:
+    """The normalisation layer after every convolution (BatchNorm, as in the paper)."""
+    return nn.BatchNorm3d(channels)
+
+
+def activation() -> nn.ReLU:
+    """The activation after every normalisation (in-place ReLU, as in the paper)."""
+    return nn.ReLU(inplace=True)
+
+
+def spatial_temporal_pair(
+    in_planes: int,
+    out_planes: int,
+    mid_planes: int,
+    kernel: int | tuple[int, int, int] = 3,
+    stride: int | tuple[int, int, int] = 1,
+) -> tuple[nn.Conv3d, nn.Conv3d]:
+    """The two convolutions of a ``t x d x d`` conv factorised as ``1 x d x d`` then ``t x 1 x 1``.
+
+    The spatial convolution takes the spatial stride, the temporal one the depth stride, so
+    the pair changes the shape exactly as the 3D convolution would.
+    """
+    t, kh, kw = to_3tuple(kernel, "kernel")
+    sd, sh, sw = to_3tuple(stride, "stride")
+    spatial = conv3d(in_planes, mid_planes, (1, kh, kw), (1, sh, sw))
+    temporal = conv3d(mid_planes, out_planes, (t, 1, 1), (sd, 1, 1))
+    return spatial, temporal
+
+
+class Conv2Plus1d(nn.Module):
+    """A ``t x d x d`` convolution factorised into spatial conv, BN, ReLU and temporal conv.
+
+    This is the (2+1)D unit as one module (torchvision's layout: the norm after the temporal
+    convolution belongs to the caller). The ResNet blocks inline the same pieces under Hara et
+    al.'s key names (``conv1_s``, ``bn1_s``, ``conv1_t``) so their checkpoints load unchanged.
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        mid_planes: Intermediate width; ``None`` uses :func:`tran_midplanes`.
+        kernel: The 3D kernel being factorised, ``(t, d, d)``.
+        stride: The 3D stride, ``(D, H, W)``.
+
+    Shape:
+        ``(B, in_planes, D, H, W) -> (B, out_planes, D', H', W')`` as for the 3D convolution.
+    """
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        mid_planes: int | None = None,
+        kernel: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+    ) -> None:
+        super().__init__()
+        k = to_3tuple(kernel, "kernel")
+        self.mid_planes = mid_planes or tran_midplanes(in_planes, out_planes, k)
+        self.conv_s, self.conv_t = spatial_temporal_pair(
+            in_planes, out_planes, self.mid_planes, k, stride
+        )
+        self.bn_s = norm3d(self.mid_planes)
+        self.act = activation()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_t(self.act(self.bn_s(self.conv_s(x))))
