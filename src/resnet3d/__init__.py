@@ -42,7 +42,19 @@ _SUBMODULES = (
     "explain",
 )
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # noqa: RUF022  (grouped by module, as in _EXPORTS)
+    "__version__",
+    "ResNet3DConfig",
+    "ResNet3D",
+    "register_model",
+    "create_model",
+    "list_models",
+    "Conv2Plus1d",
+    "BasicBlock3d",
+    "Bottleneck3d",
+    "ZeroPadShortcut",
+    "ProjectionShortcut",
+]
 
 if TYPE_CHECKING:
     from .blocks import BasicBlock3d, Bottleneck3d, ProjectionShortcut, ZeroPadShortcut

@@ -91,6 +91,7 @@ class _ResidualBlock(nn.Module):
     """Shared machinery: a chain of (conv, BN) steps with ReLU between, plus a shortcut."""
 
     expansion = 1
+    downsample: nn.Module | None
 
     def __init__(self, conv: str, midplanes: str) -> None:
         super().__init__()
@@ -132,9 +133,11 @@ class _ResidualBlock(nn.Module):
         return None
 
     @property
-    def last_norm(self) -> nn.Module:
+    def last_norm(self) -> nn.BatchNorm3d:
         """The BN before the residual addition (zeroed by ``zero_init_residual``)."""
-        return getattr(self, self._steps[-1][1])
+        norm = getattr(self, self._steps[-1][1])
+        assert isinstance(norm, nn.BatchNorm3d)  # internal invariant, not user input
+        return norm
 
     def forward(self, x: Tensor) -> Tensor:
         out = x
@@ -213,4 +216,7 @@ class Bottleneck3d(_ResidualBlock):
         self.downsample = make_shortcut(shortcut, in_planes, planes * self.expansion, stride)
 
 
-BLOCK_TYPES: dict[str, type[_ResidualBlock]] = {"basic": BasicBlock3d, "bottleneck": Bottleneck3d}
+BLOCK_TYPES: dict[str, type[BasicBlock3d] | type[Bottleneck3d]] = {
+    "basic": BasicBlock3d,
+    "bottleneck": Bottleneck3d,
+}

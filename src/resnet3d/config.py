@@ -114,7 +114,9 @@ class ResNet3DConfig:
         if self.stem_midplanes is not None and (
             not isinstance(self.stem_midplanes, int) or self.stem_midplanes < 1
         ):
-            raise ValueError(f"stem_midplanes must be None or a positive int, got {self.stem_midplanes!r}")
+            raise ValueError(
+                f"stem_midplanes must be None or a positive int, got {self.stem_midplanes!r}"
+            )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         set_(self, "dropout", float(self.dropout))

@@ -44,7 +44,7 @@ def conv3d(
         out_planes,
         kernel_size=k,
         stride=to_3tuple(stride, "stride"),
-        padding=tuple(size // 2 for size in k),
+        padding=(k[0] // 2, k[1] // 2, k[2] // 2),
         bias=False,
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .blocks import BLOCK_TYPES
+from .blocks import BLOCK_TYPES, BasicBlock3d, Bottleneck3d
 from .config import ResNet3DConfig
 from .layers import activation
 from .registry import register_model
@@ -182,14 +182,14 @@ class ResNet3D(nn.Module):
                 nn.init.zeros_(module.bias)
         if self.config.zero_init_residual:
             for module in self.modules():
-                if isinstance(module, tuple(BLOCK_TYPES.values())):
-                    nn.init.zeros_(module.last_norm.weight)  # type: ignore[arg-type]
+                if isinstance(module, (BasicBlock3d, Bottleneck3d)):
+                    nn.init.zeros_(module.last_norm.weight)
 
 
 def _build(name: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> ResNet3D:
     fields = {**defaults, **overrides}
     fields.setdefault("name", name)
-    return ResNet3D(ResNet3DConfig(**fields))
+    return ResNet3D(ResNet3DConfig.from_dict(fields))
 
 
 _BASIC = {"block": "basic", "shortcut": "A"}

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from .. import create_model, list_models
 
     names = list_models(args.pattern)
@@ -27,12 +29,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     rows = []
     for name in names:
-        model = create_model(name, in_channels=args.in_channels, num_classes=args.num_classes)
+        # The meta device allocates nothing: counting parameters takes no time or memory.
+        with torch.device("meta"):
+            model = create_model(name, in_channels=args.in_channels, num_classes=args.num_classes)
         params = sum(p.numel() for p in model.parameters())
         cfg = model.config
         rows.append(
-            (name, f"{params / 1e6:.2f}M", cfg.block, "x".join(map(str, cfg.layers)), cfg.conv,
-             cfg.shortcut)
+            (
+                name,
+                f"{params / 1e6:.2f}M",
+                cfg.block,
+                "x".join(map(str, cfg.layers)),
+                cfg.conv,
+                cfg.shortcut,
+            )
         )
     header = ("model", "params", "block", "layers", "conv", "shortcut")
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
