@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -184,6 +186,29 @@ class ResNet3D(nn.Module):
             for module in self.modules():
                 if isinstance(module, (BasicBlock3d, Bottleneck3d)):
                     nn.init.zeros_(module.last_norm.weight)
+
+    # ------------------------------------------------------------------ pretrained weights
+    #: Set by :func:`resnet3d.hub.from_pretrained`: where the weights came from, the
+    #: preprocessing spec (``volumes.SliceStacker`` arguments), labels, metrics and license.
+    pretrained_cfg: dict[str, Any] | None = None
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and a model card, atomically.
+
+        See :func:`resnet3d.hub.save_pretrained` for the keyword arguments.
+        """
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Save and upload to a Hugging Face Hub repo; returns the ``CommitInfo``.
+
+        See :func:`resnet3d.hub.push_to_hub` for the keyword arguments.
+        """
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
 
 def _build(name: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> ResNet3D:
