@@ -1,0 +1,165 @@
+"""Training checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (no pickled
+objects), so loading never runs code. Writes go to a temporary file in the same folder that
+is flushed, synced and then renamed over the target: a process killed at any point leaves
+either the previous checkpoint or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the checkpoint layout changes incompatibly.
+FORMAT_VERSION = 1
+_TMP_MARK = ".tmp-"
+REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "step", "model_config")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is corrupt, incomplete, or belongs to a different run."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``state`` to ``path`` atomically.
+
+    Args:
+        state: The checkpoint dict (tensors and plain Python values only).
+        path: Target file; its folder is created if needed.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        CheckpointError: If the file is truncated, not a checkpoint, holds pickled objects, or
+            lacks required entries; the message names the path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a resnet3d checkpoint (got {type(state).__name__})")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a resnet3d training checkpoint: missing {missing}")
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state['format_version']}, this resnet3d reads "
+            f"format {FORMAT_VERSION}"
+        )
+    return state
+
+
+def clean_temporary_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files left by writes that were killed; return what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for candidate in directory.iterdir():
+        if candidate.name.startswith(".") and _TMP_MARK in candidate.name and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    if removed:
+        logger.info("removed %d temporary file(s) of an interrupted write", len(removed))
+    return removed
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG the loop uses, as plain tensors and lists (``weights_only``-safe)."""
+    np_state: Any = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": _to_lists(random.getstate()),
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the RNGs saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    random.setstate(_to_tuples(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+
+
+def _to_lists(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_to_lists(v) for v in value]
+    return value
+
+
+def _to_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuples(v) for v in value)
+    return value
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Make the rename itself durable; not every platform lets a folder be opened.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,577 @@
+"""The training loop: the paper's recipe by default, AMP, DDP (torchrun), exact resume.
+
+Defaults follow PAPER.md: cross-entropy, Adam at 1e-3, learning rate x0.1 every 10 epochs,
+20 epochs, batch 32. The loop is data-agnostic: it trains on any data set whose items are
+``(volume C x D x H x W, label, scan_id, patient_id)``; :func:`resnet3d.recipes.fit_from_folder`
+builds those from a CC-CCII-style folder.
+
+Resuming is exact: the data order of an epoch depends only on the seed and the epoch, and
+checkpoints (written atomically at the end of every epoch) hold the model, optimizer,
+scheduler, scaler and every RNG, so 2 epochs + 2 resumed epochs equal 4 epochs in one go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
+
+from . import checkpoint as ckpt
+from ._utils import check_choice, did_you_mean
+from .distributed import DistInfo, barrier, init_distributed
+from .inference import (
+    Predictions,
+    autocast,
+    cross_entropy,
+    make_loader,
+    predict_loader,
+    prepare_batch,
+    resolve_device,
+    resolve_precision,
+    use_channels_last,
+)
+from .registry import create_model
+from .resnet import ResNet3D
+
+logger = logging.getLogger(__name__)
+
+#: Validation metrics that can choose the ``best`` checkpoint, and whether higher is better.
+MONITORS = {"accuracy": True, "macro_f1": True, "auroc": True, "loss": False}
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite; the run stops and ``best`` is left as it was."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON-able; saved with every checkpoint).
+
+    Args:
+        out_dir: Folder for checkpoints (``last.pt``, ``best.pt``), the log and the split.
+        model: A registered model name (see ``resnet3d models``).
+        model_overrides: Config fields for the model, e.g. ``{"dropout": 0.2}``.
+        epochs: Epochs to train (paper: 20).
+        batch_size: Samples per optimizer step per process, before accumulation (paper: 32).
+        lr: Adam's initial learning rate (paper: 1e-3).
+        lr_step: Epochs between learning-rate decays (paper: 10).
+        lr_gamma: Learning-rate factor at each decay (paper: 0.1).
+        weight_decay: Adam's weight decay (paper: none).
+        precision: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16, else fp32),
+            ``"bf16"``, ``"fp16"`` (CUDA, with a gradient scaler) or ``"fp32"``.
+        channels_last: ``"auto"``, ``"on"`` or ``"off"`` for ``channels_last_3d``.
+        compile: Wrap the model in ``torch.compile``.
+        grad_accum: Micro-batches per optimizer step (effective batch = batch x accum x ranks).
+        workers: DataLoader workers per process; ``None`` sizes them to the machine.
+        seed: Seed of the model's initialisation and of the data order.
+        monitor: Validation metric that picks ``best``: accuracy, macro_f1, auroc or loss.
+        patience: Stop after this many epochs without improvement (``None``: never).
+        sync_bn: Use SyncBatchNorm across processes (multi-GPU runs).
+        device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``...; ``None`` picks CUDA when present.
+        progress: Show progress bars (rank 0 only).
+    """
+
+    out_dir: str = "runs/resnet3d"
+    model: str = "resnet18"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_step: int = 10
+    lr_gamma: float = 0.1
+    weight_decay: float = 0.0
+    precision: str = "auto"
+    channels_last: str = "auto"
+    compile: bool = False
+    grad_accum: int = 1
+    workers: int | None = None
+    seed: int = 0
+    monitor: str = "accuracy"
+    patience: int | None = None
+    sync_bn: bool = False
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "lr_step", "grad_accum"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        check_choice("precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
+        check_choice("channels_last", self.channels_last, ("auto", "on", "off"))
+        check_choice("monitor", self.monitor, tuple(MONITORS))
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0 or None, got {self.workers!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ValueError(f"{key!r} is not a TrainConfig field." + did_you_mean(key, names))
+        return cls(**data)
+
+
+@dataclass
+class EpochResult:
+    """One row of the training log."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    val_macro_f1: float
+    val_auroc: float
+    seconds: float
+    samples_per_second: float
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` leaves behind."""
+
+    out_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    best_metric: float | None
+    history: list[EpochResult]
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Trains a registered model on volume data sets with the paper's recipe.
+
+    Args:
+        config: The run's :class:`TrainConfig`.
+        train_set: Training data set; items ``(volume, label, scan_id, patient_id)``.
+        valid_set: Validation data set (same items), evaluated after every epoch.
+        labels: Class names, index order (CC-CCII: ``("NCP", "CP", "Normal")``).
+        split_hash: Identifies the patient split; a resume with another split is refused.
+        metadata: JSON-able extras stored in every checkpoint (e.g. the preprocessing spec).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: Dataset,
+        valid_set: Dataset | None,
+        labels: Sequence[str],
+        *,
+        split_hash: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if len(train_set) == 0:  # type: ignore[arg-type]
+            raise ValueError("the training set is empty: no volumes to train on")
+        self.config = config
+        self.train_set = train_set
+        self.valid_set = valid_set
+        self.labels = list(labels)
+        self.split_hash = split_hash
+        self.metadata = dict(metadata or {})
+        self.out_dir = Path(config.out_dir)
+
+        self.dist: DistInfo = init_distributed(resolve_device(config.device).type)
+        device = resolve_device(config.device)
+        if device.type == "cuda" and self.dist.enabled and device.index is None:
+            device = torch.device("cuda", self.dist.local_rank)
+        self.device = device
+        self.precision = resolve_precision(config.precision, device)
+        self.channels_last = use_channels_last(config.channels_last, device, self.precision)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        torch.manual_seed(config.seed)
+        overrides = {"num_classes": len(self.labels), **config.model_overrides}
+        self.model: ResNet3D = create_model(config.model, **overrides).to(device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.lr_step, gamma=config.lr_gamma
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+        self.epoch = 0
+        self.step = 0
+        self.best_metric: float | None = None
+        self.epochs_without_improvement = 0
+        self.history: list[EpochResult] = []
+
+        net: nn.Module = self.model
+        if config.sync_bn and self.dist.enabled:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        if self.dist.enabled:
+            net = DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if config.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
+        self.net = net
+
+        self.train_loader = make_loader(
+            train_set,
+            config.batch_size,
+            device=device,
+            dist_info=self.dist,
+            shuffle=True,
+            seed=config.seed,
+            workers=config.workers,
+        )
+        self.valid_loader = (
+            make_loader(
+                valid_set,
+                config.batch_size,
+                device=device,
+                dist_info=self.dist,
+                shuffle=False,
+                workers=config.workers,
+            )
+            if valid_set is not None and len(valid_set) > 0  # type: ignore[arg-type]
+            else None
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint: everything needed to continue exactly where the run is."""
+        return {
+            "format_version": ckpt.FORMAT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_metric": self.best_metric,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "model_name": self.config.model,
+            "model_config": self.model.config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "labels": self.labels,
+            "split_hash": self.split_hash,
+            "metadata": json.loads(json.dumps(self.metadata)),
+            "history": [dataclasses.asdict(row) for row in self.history],
+            "precision": self.precision,
+            "world_size": self.dist.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str | os.PathLike[str]) -> None:
+        """Restore a checkpoint, refusing one from a different model, split or label set."""
+        if state["model_config"] != self.model.config.to_dict():
+            raise ckpt.CheckpointError(
+                f"{source} was trained with model config {state['model_config']}, this run "
+                f"builds {self.model.config.to_dict()}; use a new --out-dir or the same model"
+            )
+        if state.get("split_hash", "") != self.split_hash:
+            raise ckpt.CheckpointError(
+                f"{source} belongs to patient split {state.get('split_hash')!r}, this run uses "
+                f"{self.split_hash!r}; resuming on another split would leak test patients"
+            )
+        if list(state.get("labels", [])) != self.labels:
+            raise ckpt.CheckpointError(
+                f"{source} has labels {state.get('labels')}, this run has {self.labels}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.best_metric = state.get("best_metric")
+        self.epochs_without_improvement = int(state.get("epochs_without_improvement", 0))
+        self.history = [EpochResult(**row) for row in state.get("history", [])]
+
+    def resume(self, resume: str | os.PathLike[str]) -> bool:
+        """Continue from a checkpoint: ``"auto"`` (``out_dir/last.pt`` if it exists) or a path.
+
+        Returns:
+            True if a checkpoint was loaded (``"auto"`` with none is a fresh start).
+
+        Raises:
+            FileNotFoundError: If an explicit path does not exist.
+            CheckpointError: If the checkpoint is corrupt or from another run.
+        """
+        if self.dist.is_main:
+            ckpt.clean_temporary_files(self.out_dir)
+        barrier()
+        path = self.last_path if str(resume) == "auto" else Path(resume)
+        if str(resume) == "auto" and not path.exists():
+            logger.info("no checkpoint in %s: starting a new run", self.out_dir)
+            return False
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        self.load_state_dict(state, path)
+        logger.info("resumed from %s at epoch %d (step %d)", path, self.epoch, self.step)
+        return True
+
+    # ------------------------------------------------------------------------ loop
+    def fit(self, resume: str | os.PathLike[str] | None = None) -> TrainResult:
+        """Train until ``config.epochs`` (or early stopping), validating after each epoch.
+
+        Args:
+            resume: ``None`` (fresh run; refuses to overwrite an existing ``last.pt``),
+                ``"auto"`` or a checkpoint path.
+        """
+        if resume is not None:
+            self.resume(resume)
+        elif self.last_path.exists():
+            raise FileExistsError(
+                f"{self.last_path} exists: pass resume='auto' (--resume auto) to continue that "
+                "run, or choose another out_dir"
+            )
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.clean_temporary_files(self.out_dir)
+            self._rewrite_log()
+        stopped_early = False
+        while self.epoch < self.config.epochs:
+            result = self._run_epoch()
+            self.epoch += 1
+            self.history.append(result)
+            improved = self._track_best(result)
+            if self.dist.is_main:
+                self._append_log(result)
+                if improved:
+                    ckpt.save_checkpoint(self.state_dict(), self.best_path)
+                ckpt.save_checkpoint(self.state_dict(), self.last_path)
+            barrier()
+            logger.info(_format_epoch(result, self.config.epochs))
+            patience = self.config.patience
+            if patience is not None and self.epochs_without_improvement >= patience:
+                logger.info("early stopping: no improvement for %d epochs", patience)
+                stopped_early = True
+                break
+        return TrainResult(
+            out_dir=self.out_dir,
+            last_checkpoint=self.last_path,
+            best_checkpoint=self.best_path if self.best_path.exists() else None,
+            best_metric=self.best_metric,
+            history=list(self.history),
+            stopped_early=stopped_early,
+        )
+
+    def _run_epoch(self) -> EpochResult:
+        config = self.config
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(self.epoch)  # type: ignore[attr-defined]
+        self.net.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, samples
+        bar = _progress(
+            total=len(self.train_loader),
+            desc=f"epoch {self.epoch + 1}/{config.epochs}",
+            enabled=config.progress and self.dist.is_main,
+        )
+        start = time.perf_counter()
+        accum = config.grad_accum
+        self.optimizer.zero_grad(set_to_none=True)
+        n_batches = len(self.train_loader)
+        for i, (_, (volumes, labels, _scans, _patients)) in enumerate(self.train_loader):
+            x = prepare_batch(volumes, self.device, self.channels_last)
+            y = labels.to(self.device, non_blocking=True).long()
+            last_micro = (i + 1) % accum == 0 or i + 1 == n_batches
+            sync = (
+                contextlib.nullcontext()
+                if last_micro or not self.dist.enabled
+                else self.net.no_sync()  # type: ignore[operator]
+            )
+            with sync:
+                with autocast(self.device, self.precision):
+                    logits = self.net(x)
+                loss = cross_entropy(logits, y)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise TrainingDivergedError(
+                        f"loss is {loss_value} at epoch {self.epoch + 1}, batch {i + 1}: the run "
+                        f"stops; {self.best_path} is unchanged. Try a lower learning rate "
+                        "(--lr) or precision fp32"
+                    )
+                self.scaler.scale(loss / accum).backward()
+            if last_micro:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+            totals += torch.tensor(
+                [loss_value * len(y), float((logits.argmax(1) == y).sum()), float(len(y))],
+                dtype=torch.float64,
+            )
+            if bar is not None:
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(
+                    loss=f"{totals[0] / totals[2]:.4f}",
+                    samples_s=f"{totals[2] * self.dist.world_size / max(elapsed, 1e-9):.1f}",
+                )
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        self.scheduler.step()
+        if self.dist.enabled:
+            totals = _all_reduce(totals, self.device)
+        seconds = time.perf_counter() - start
+        val = self.validate()
+        return EpochResult(
+            epoch=self.epoch + 1,
+            lr=lr,
+            train_loss=float(totals[0] / totals[2]),
+            train_accuracy=float(totals[1] / totals[2]),
+            val_loss=val.get("loss", float("nan")),
+            val_accuracy=val.get("accuracy", float("nan")),
+            val_macro_f1=val.get("macro_f1", float("nan")),
+            val_auroc=val.get("auroc", float("nan")),
+            seconds=seconds,
+            samples_per_second=float(totals[2]) / max(seconds, 1e-9),
+        )
+
+    def predict(self, loader: Any = None) -> Predictions:
+        """Predictions of the current model over ``loader`` (default: the validation set)."""
+        loader = loader if loader is not None else self.valid_loader
+        if loader is None:
+            raise ValueError("no validation set to predict on")
+        return predict_loader(
+            self.model,
+            loader,
+            device=self.device,
+            precision=self.precision,
+            channels_last=self.channels_last,
+        )
+
+    def validate(self) -> dict[str, float]:
+        """Volume-level validation metrics: loss, accuracy, macro F1, macro AUROC."""
+        if self.valid_loader is None:
+            return {}
+        return volume_metrics(self.predict(), len(self.labels))
+
+    def _track_best(self, result: EpochResult) -> bool:
+        monitor = self.config.monitor
+        value = getattr(result, f"val_{monitor}")
+        if not math.isfinite(value):
+            # No validation set (or an undefined metric): the latest model is the best one.
+            value = -result.train_loss if self.valid_loader is None else value
+            if not math.isfinite(value):
+                return False
+        higher = MONITORS[monitor] or self.valid_loader is None
+        better = (
+            self.best_metric is None
+            or (higher and value > self.best_metric)
+            or (not higher and value < self.best_metric)
+        )
+        if better:
+            self.best_metric = float(value)
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        return better
+
+    # ------------------------------------------------------------------------- log
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "log.csv"
+
+    def _rewrite_log(self) -> None:
+        # On resume the log is rewritten from the checkpoint's history: rows of epochs
+        # that ran after the checkpoint (and were lost with the crash) disappear.
+        tmp = self.log_path.with_name(".log.csv.tmp-rewrite")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_LOG_FIELDS)
+            writer.writeheader()
+            for row in self.history:
+                writer.writerow(dataclasses.asdict(row))
+        os.replace(tmp, self.log_path)
+
+    def _append_log(self, result: EpochResult) -> None:
+        with open(self.log_path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=_LOG_FIELDS).writerow(dataclasses.asdict(result))
+
+
+_LOG_FIELDS = [f.name for f in dataclasses.fields(EpochResult)]
+
+
+def volume_metrics(predictions: Predictions, num_classes: int) -> dict[str, float]:
+    """Loss, accuracy, macro F1 and macro AUROC of volume-level predictions."""
+    from .metrics import accuracy, precision_recall_f1, roc_auc
+
+    known = predictions.labels >= 0
+    y_true = predictions.labels[known]
+    probs = predictions.probs[known]
+    if len(y_true) == 0:
+        return {}
+    y_pred = probs.argmax(axis=1)
+    import warnings
+
+    with warnings.catch_warnings():
+        # Small validation sets miss classes; the metric is NaN then, and that is reported.
+        warnings.simplefilter("ignore")
+        _, _, f1, _ = precision_recall_f1(
+            y_true, y_pred, num_classes=num_classes, average="macro", zero_division=0.0
+        )
+        auroc = roc_auc(y_true, probs, average="macro")
+    return {
+        "loss": float(predictions.loss) if predictions.loss is not None else float("nan"),
+        "accuracy": float(accuracy(y_true, y_pred)),
+        "macro_f1": float(f1),
+        "auroc": float(auroc),
+    }
+
+
+def _all_reduce(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    import torch.distributed as dist
+
+    on_device = values.to(device)
+    dist.all_reduce(on_device)
+    return on_device.cpu()
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _format_epoch(result: EpochResult, epochs: int) -> str:
+    return (
+        f"epoch {result.epoch}/{epochs}: train loss {result.train_loss:.4f} "
+        f"acc {result.train_accuracy:.4f} | val loss {result.val_loss:.4f} "
+        f"acc {result.val_accuracy:.4f} macro-F1 {result.val_macro_f1:.4f} "
+        f"AUROC {result.val_auroc:.4f} | {result.samples_per_second:.1f} samples/s"
+    )

@@ -1,0 +1,23 @@
+"""A tiny learnable volume data set for training-loop tests (no files, no decoding)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+
+class ToyVolumes(Dataset):
+    """``n`` random volumes ``3 x 4 x 16 x 16``; class 1 is brighter, so it can be learned."""
+
+    def __init__(self, n: int, seed: int, uint8: bool = False) -> None:
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(n, 3, 4, 16, 16, generator=g) * 0.6
+        self.y = torch.randint(0, 3, (n,), generator=g)
+        x[self.y == 1] += 0.4
+        self.x = (x * 255).round().to(torch.uint8) if uint8 else x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str, str]:
+        return self.x[i], int(self.y[i]), f"scan{i // 2}", f"patient{i // 4}"

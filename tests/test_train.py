@@ -1,0 +1,242 @@
+"""The training loop: exact resume, checkpoints, divergence, logs, bad input."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tests.helpers.toy import ToyVolumes
+
+from resnet3d.checkpoint import (
+    CheckpointError,
+    clean_temporary_files,
+    load_checkpoint,
+    save_checkpoint,
+)
+from resnet3d.train import TrainConfig, Trainer, TrainingDivergedError
+
+LABELS = ["a", "b", "c"]
+TINY = {"widths": (4, 8, 8, 8)}
+
+
+def make_trainer(out: Path, epochs: int, **kwargs: object) -> Trainer:
+    config = TrainConfig(
+        out_dir=str(out),
+        model="resnet10",
+        model_overrides=dict(TINY),
+        epochs=epochs,
+        batch_size=4,
+        lr_step=2,
+        progress=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return Trainer(config, ToyVolumes(24, 0), ToyVolumes(12, 1), LABELS, split_hash="split-1")
+
+
+def params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_resume_two_plus_two_equals_four_bitwise(tmp_path: Path) -> None:
+    straight = make_trainer(tmp_path / "straight", 4)
+    straight.fit()
+    first = make_trainer(tmp_path / "resumed", 2)
+    first.fit()
+    second = make_trainer(tmp_path / "resumed", 4)
+    second.fit(resume="auto")
+    assert second.epoch == 4 and second.step == straight.step
+    assert params_equal(straight.model, second.model)
+    # The learning-rate schedule continued too (x0.1 after 2 epochs with lr_step=2).
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    # The log continues cleanly: one header, epochs 1..4 once each, same values.
+    with open(tmp_path / "resumed" / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(tmp_path / "straight" / "log.csv") as handle:
+        rows_straight = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in rows_straight]
+
+
+def test_checkpoint_contents_load_weights_only(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, 1)
+    result = trainer.fit()
+    assert result.best_checkpoint is not None and result.best_checkpoint.exists()
+    state = torch.load(result.last_checkpoint, weights_only=True)
+    for key in (
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "rng",
+        "epoch",
+        "step",
+        "model_config",
+        "train_config",
+        "split_hash",
+        "labels",
+    ):
+        assert key in state
+    assert state["split_hash"] == "split-1" and state["epoch"] == 1
+
+
+def test_fresh_run_refuses_to_overwrite(tmp_path: Path) -> None:
+    make_trainer(tmp_path, 1).fit()
+    with pytest.raises(FileExistsError, match="--resume auto"):
+        make_trainer(tmp_path, 2).fit()
+
+
+def test_resume_refuses_other_split_or_model(tmp_path: Path) -> None:
+    make_trainer(tmp_path, 1).fit()
+    trainer = make_trainer(tmp_path, 2)
+    trainer.split_hash = "another-split"
+    with pytest.raises(CheckpointError, match="split"):
+        trainer.fit(resume="auto")
+    config = TrainConfig(
+        out_dir=str(tmp_path),
+        model="resnet18",
+        model_overrides=dict(TINY),
+        epochs=2,
+        batch_size=4,
+        progress=False,
+    )
+    other = Trainer(config, ToyVolumes(8, 0), None, LABELS, split_hash="split-1")
+    with pytest.raises(CheckpointError, match="model config"):
+        other.fit(resume="auto")
+
+
+def test_corrupt_or_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
+    make_trainer(tmp_path, 1).fit()
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=str(last)):
+        make_trainer(tmp_path, 2).fit(resume="auto")
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
+        make_trainer(tmp_path / "b", 2).fit(resume=tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk\.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_malicious_pickle_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "model": Evil()}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_nan_loss_stops_and_keeps_best(tmp_path: Path) -> None:
+    make_trainer(tmp_path, 1).fit()
+    best_before = (tmp_path / "best.pt").read_bytes()
+    poisoned = ToyVolumes(24, 0)
+    poisoned.x[5] = float("nan")
+    config = TrainConfig(
+        out_dir=str(tmp_path),
+        model="resnet10",
+        model_overrides=dict(TINY),
+        epochs=3,
+        batch_size=4,
+        lr_step=2,
+        progress=False,
+    )
+    trainer = Trainer(config, poisoned, ToyVolumes(12, 1), LABELS, split_hash="split-1")
+    with pytest.raises(TrainingDivergedError, match="loss is nan at epoch 2"):
+        trainer.fit(resume="auto")
+    assert (tmp_path / "best.pt").read_bytes() == best_before
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+
+
+def test_uint8_volumes_train(tmp_path: Path) -> None:
+    config = TrainConfig(
+        out_dir=str(tmp_path),
+        model="resnet10",
+        model_overrides=dict(TINY),
+        epochs=1,
+        batch_size=4,
+        progress=False,
+        precision="bf16",
+    )
+    trainer = Trainer(config, ToyVolumes(8, 0, uint8=True), ToyVolumes(4, 1, uint8=True), LABELS)
+    result = trainer.fit()
+    assert math.isfinite(result.history[0].train_loss)
+    assert trainer.precision == "bf16"
+
+
+def test_gradient_accumulation_steps(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, 1, grad_accum=2)
+    trainer.fit()
+    assert trainer.step == 3  # 24 samples / (4 per batch x 2 batches per optimizer step)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs"),
+        ("lr", -1.0, "lr"),
+        ("precision", "fp8", "precision"),
+        ("monitor", "acc", "accuracy"),
+        ("batch_size", 2.5, "batch_size"),
+    ],
+)
+def test_bad_train_config(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_empty_training_set_is_an_error(tmp_path: Path) -> None:
+    config = TrainConfig(out_dir=str(tmp_path), model="resnet10", progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        Trainer(config, ToyVolumes(0, 0), None, LABELS)
+
+
+def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    good = {
+        "format_version": 1,
+        "model": {"w": torch.zeros(3)},
+        "optimizer": {},
+        "epoch": 1,
+        "step": 1,
+        "model_config": {},
+    }
+    target = tmp_path / "last.pt"
+    save_checkpoint(good, target)
+    script = textwrap.dedent(
+        f"""
+        import torch, sys
+        from resnet3d.checkpoint import save_checkpoint
+        big = {{"format_version": 1, "model": {{"w": torch.randn(64, 1024, 1024)}},
+               "optimizer": {{}}, "epoch": 2, "step": 2, "model_config": {{}}}}
+        print("ready", flush=True)
+        while True:
+            save_checkpoint(big, {str(target)!r})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    # Kill it while a write is under way (a 256 MB write takes a while; wait for its temp file).
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".last.pt.tmp-") for p in tmp_path.iterdir()):
+        assert time.monotonic() < deadline, "the writer never started a temporary file"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = load_checkpoint(target)
+    assert state["epoch"] in (1, 2)
+    removed = clean_temporary_files(tmp_path)
+    assert removed and not any(".tmp-" in p.name for p in tmp_path.iterdir())
