@@ -99,8 +99,26 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return holder[0]
 
 
-def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over ranks (identity for one process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
+def sync_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each training forward, so after the last step
+    every rank holds statistics updated by its own last batch. Evaluating with those would
+    make rank 1's predictions disagree with the checkpoint that rank 0 writes.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
+
+
+def all_reduce_sum(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Sum a tensor over ranks (a copy; identity for one process).
+
+    The reduction runs on ``device`` because NCCL only reduces CUDA tensors.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    on_device = values.to(device)
+    dist.all_reduce(on_device, op=dist.ReduceOp.SUM)
+    return on_device.to(values.device)

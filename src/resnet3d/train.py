@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from . import checkpoint as ckpt
 from ._utils import check_choice, did_you_mean
-from .distributed import DistInfo, barrier, init_distributed
+from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, sync_buffers
 from .inference import (
     Predictions,
     autocast,
@@ -445,7 +445,7 @@ class Trainer:
             bar.close()
         self.scheduler.step()
         if self.dist.enabled:
-            totals = _all_reduce(totals, self.device)
+            totals = all_reduce_sum(totals, self.device)
         seconds = time.perf_counter() - start
         val = self.validate()
         return EpochResult(
@@ -466,6 +466,7 @@ class Trainer:
         loader = loader if loader is not None else self.valid_loader
         if loader is None:
             raise ValueError("no validation set to predict on")
+        sync_buffers(self.model)
         return predict_loader(
             self.model,
             loader,
@@ -550,14 +551,6 @@ def volume_metrics(predictions: Predictions, num_classes: int) -> dict[str, floa
         "macro_f1": float(f1),
         "auroc": float(auroc),
     }
-
-
-def _all_reduce(values: torch.Tensor, device: torch.device) -> torch.Tensor:
-    import torch.distributed as dist
-
-    on_device = values.to(device)
-    dist.all_reduce(on_device)
-    return on_device.cpu()
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

@@ -1,0 +1,67 @@
+"""Two processes under torchrun (gloo): exact resume, and metrics equal to one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.helpers.toy import ToyVolumes
+
+from resnet3d.distributed import DistInfo
+from resnet3d.inference import make_loader, predict_loader
+from resnet3d.registry import create_model
+from resnet3d.train import volume_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_resume_and_metrics(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(ROOT / "tests" / "helpers" / "ddp_train.py"),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["world_size"] == 2
+    assert result["bitwise_equal"] is True
+    # 13 samples, none doubled by the sampler's padding, in data set order.
+    assert result["n_predictions"] == 13
+    # One process over the same data with the same weights gives the same metrics.
+    model = create_model("resnet10", widths=(4, 8, 8, 8), num_classes=3)
+    model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    loader = make_loader(
+        ToyVolumes(13, 1),
+        3,
+        device=torch.device("cpu"),
+        dist_info=DistInfo(),
+        shuffle=False,
+        workers=0,
+    )
+    single = predict_loader(model, loader, device=torch.device("cpu"))
+    assert single.scan_ids == result["scan_ids"]
+    np.testing.assert_allclose(single.probs, np.array(result["probs"]), rtol=0, atol=1e-6)
+    single_metrics = volume_metrics(single, 3)
+    for key, value in result["metrics"].items():
+        assert single_metrics[key] == pytest.approx(value, abs=1e-6), key
