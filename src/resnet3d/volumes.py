@@ -1,0 +1,810 @@
+"""Slice stacking: one CT scan on disk to the paper's ``(N, C, D, H, W)`` volumes.
+
+The paper (PAPER.md, "Preprocessing") brings every slice to ``512 x 512 x 3`` and stacks
+``n`` consecutive slices of a scan into one ``C x D x H x W`` volume; every volume is one
+sample. :class:`SliceStacker` does exactly that, configurably, and :func:`load_scan` is the
+one-line form::
+
+    vol = resnet3d.volumes.load_scan("scans/NCP/12/3104", depth=4)   # (N, 3, 4, 512, 512)
+
+Pipeline per slice (run in a thread pool; Pillow releases the GIL while decoding):
+
+1. decode at native bit depth (:mod:`resnet3d.readers`): 8-bit gray stays gray, colour stays
+   RGB, 16-bit and DICOM/NIfTI Hounsfield units are never reduced to 8 bits;
+2. resize with Pillow when the slice is not already ``size`` (8-bit data in its own mode,
+   anything deeper as 32-bit float);
+3. map intensities to ``[0, 1]``: 8-bit data pass through (``x / 255``); deeper data go
+   through a CT window (:data:`WINDOWS`) or, without one, a fixed range (see
+   :meth:`SliceStacker.prepare`);
+4. apply the channel policy: 3 channels (RGB as stored, gray repeated), 1 channel (gray,
+   colour converted with ITU-R 601-2 luma) or one channel per window.
+
+Output dtype is ``float32`` in ``[0, 1]`` by default, or ``uint8`` in ``[0, 255]`` with
+``dtype="uint8"`` (the cache's storage format; divide by 255 on the device). For 8-bit
+sources both are exact; for deeper sources ``uint8`` rounds to the nearest of 256 levels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import einops
+import numpy as np
+from PIL import Image
+
+from ._utils import check_choice, did_you_mean
+from .errors import (
+    CorruptSliceError,
+    DatasetLayoutError,
+    InconsistentScanError,
+    Resnet3DError,
+)
+from .readers import (
+    DEFAULT_MAX_PIXELS,
+    ScanFiles,
+    _describe_unknown,
+    list_slices,
+    normalize_mode,
+    open_image,
+    read_dicom,
+    read_nifti,
+    scan_files,
+    sniff,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEFAULT_HU_RANGE",
+    "WINDOWS",
+    "ScanFiles",
+    "SliceStacker",
+    "apply_window",
+    "list_slices",
+    "load_scan",
+    "resolve_window",
+    "scan_files",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Named CT windows as ``(center, width)`` in Hounsfield units. A window maps
+#: ``[center - width / 2, center + width / 2]`` linearly onto ``[0, 1]`` and clips outside.
+WINDOWS: Mapping[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (40.0, 400.0),
+    "soft_tissue": (50.0, 350.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+}
+
+#: Range used for Hounsfield-unit data (DICOM, NIfTI, float arrays) when no window is given:
+#: the 12-bit CT range ``[-1024, 3071]`` HU mapped linearly onto ``[0, 1]``.
+DEFAULT_HU_RANGE: tuple[float, float] = (-1024.0, 3071.0)
+
+WindowLike = str | tuple[float, float]
+WindowSpec = WindowLike | tuple[WindowLike, ...] | None
+Domain = Literal["u8", "u16", "int", "float", "hu"]
+
+_REMAINDERS = ("drop", "pad", "overlap")
+_PAD_MODES = ("edge", "zero")
+_DTYPES = ("float32", "uint8")
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_threads() -> int:
+    """Threads used to decode one scan when ``threads`` is not set: the usable CPUs, at most 16.
+
+    Returns:
+        A positive thread count.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(16, cpus))
+
+
+def resolve_window(window: WindowLike) -> tuple[float, float]:
+    """Turn a window name or ``(center, width)`` pair into ``(center, width)`` floats.
+
+    Args:
+        window: A key of :data:`WINDOWS` or a ``(center, width)`` pair in the data's units.
+
+    Returns:
+        ``(center, width)``.
+
+    Raises:
+        ValueError: For an unknown name or a width that is not positive.
+        TypeError: For anything else.
+    """
+    if isinstance(window, str):
+        if window not in WINDOWS:
+            raise ValueError(
+                f"unknown window {window!r}; choose one of {sorted(WINDOWS)} or give "
+                "(center, width)." + did_you_mean(window, WINDOWS)
+            )
+        return WINDOWS[window]
+    if (
+        isinstance(window, Sequence)
+        and len(window) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+    ):
+        center, width = float(window[0]), float(window[1])
+        if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
+            raise ValueError(f"window (center, width) needs a finite width > 0, got {window!r}")
+        return center, width
+    raise TypeError(f"a window is a name in {sorted(WINDOWS)} or (center, width), got {window!r}")
+
+
+def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """Map ``[center - width/2, center + width/2]`` linearly onto ``[0, 1]``, clipping outside.
+
+    Args:
+        values: Any real array, e.g. Hounsfield units.
+        center: Window center, in the units of ``values``.
+        width: Window width (> 0).
+
+    Returns:
+        A float32 array of the same shape with values in ``[0, 1]``.
+    """
+    low = center - width / 2.0
+    out = np.subtract(values, np.float32(low), dtype=np.float32)
+    out *= np.float32(1.0 / width)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def _is_pair(window: Any) -> bool:
+    """Whether a window spec is one ``(center, width)`` pair of numbers."""
+    return (
+        isinstance(window, Sequence)
+        and not isinstance(window, str)
+        and len(window) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+    )
+
+
+def _normalize_window(window: Any) -> WindowSpec:
+    """Canonical, hashable, JSON-able form of a window spec (lists become tuples)."""
+    if window is None or isinstance(window, str):
+        if isinstance(window, str):
+            resolve_window(window)
+        return window
+    if _is_pair(window):
+        center, width = resolve_window(tuple(window))
+        return (center, width)
+    if isinstance(window, Sequence) and len(window) >= 1:
+        items: list[WindowLike] = []
+        for item in window:
+            if isinstance(item, str):
+                resolve_window(item)
+                items.append(item)
+            elif isinstance(item, Sequence):
+                items.append(resolve_window(tuple(item)))
+            else:
+                raise TypeError(
+                    f"window must be a name, (center, width), or a sequence of those; "
+                    f"got {window!r}"
+                )
+        if len(items) == 1:
+            return items[0]
+        return tuple(items)
+    raise TypeError(
+        f"window must be None, a name in {sorted(WINDOWS)}, (center, width), or a sequence of "
+        f"those (one channel each); got {window!r}"
+    )
+
+
+def _map_threads(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+@dataclass(frozen=True)
+class SliceStacker:
+    """Turn a scan (folder of slices or NIfTI file) into volumes of ``depth`` slices.
+
+    A frozen, JSON-able description of the preprocessing: :meth:`to_dict` and
+    :meth:`from_dict` round-trip it, and pretrained weights store it as their input spec.
+    Call it on a scan to get a tensor; use :meth:`load` for numpy, :meth:`stack_array` for
+    slices you already have in memory, and :meth:`volume_indices` to map volumes back to the
+    scan's slice numbers.
+
+    Args:
+        depth: Slices per volume (``D``). The paper uses 4.
+        stride: First-slice distance between consecutive volumes; ``None`` means ``depth``
+            (non-overlapping, as in the paper). Smaller values overlap volumes, larger values
+            skip slices.
+        size: ``(H, W)`` every slice is resized to (an int means square); ``None`` keeps the
+            native size, which must then be the same for every slice of a scan.
+        channels: ``3`` (RGB as stored, gray repeated: the paper), ``1`` (gray; colour
+            converted with ITU-R 601-2 luma), or the number of windows when ``window`` lists
+            several (one window per channel).
+        window: CT window(s) for data deeper than 8 bits: ``None``, a name in
+            :data:`WINDOWS`, ``(center, width)``, or a sequence of those (one per channel).
+            8-bit images are already windowed and pass through unchanged.
+        remainder: What to do with trailing slices that do not fill a volume (and with scans
+            shorter than ``depth``): ``"drop"`` them; ``"pad"`` them into one last volume
+            (see ``pad_mode``); ``"overlap"``: add one last volume made of the last ``depth``
+            slices, overlapping the previous one (a scan shorter than ``depth`` is padded).
+        pad_mode: How ``"pad"`` fills a volume: ``"edge"`` repeats the last slice,
+            ``"zero"`` appends black slices.
+        resample: Pillow filter for resizing: ``"nearest"``, ``"bilinear"``, ``"bicubic"``,
+            ``"lanczos"``, ``"box"`` or ``"hamming"``.
+        dtype: ``"float32"`` in ``[0, 1]`` or ``"uint8"`` in ``[0, 255]``.
+        max_pixels: Largest slice accepted; larger files are rejected before decoding. Not
+            part of the spec (:meth:`to_dict`), not compared.
+        threads: Decoding threads per scan; ``None`` uses :func:`default_threads`. Not part
+            of the spec, not compared.
+
+    Raises:
+        ValueError: For an invalid value (the message lists what is allowed).
+        TypeError: For a value of the wrong type.
+    """
+
+    depth: int = 4
+    stride: int | None = None
+    size: int | tuple[int, int] | None = (512, 512)
+    channels: int = 3
+    window: WindowSpec = None
+    remainder: str = "drop"
+    pad_mode: str = "edge"
+    resample: str = "bilinear"
+    dtype: str = "float32"
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, compare=False)
+    threads: int | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+        positive_int("depth", self.depth)
+        if self.stride is not None:
+            positive_int("stride", self.stride)
+        size: Any = self.size
+        if size is not None:
+            if isinstance(size, int) and not isinstance(size, bool):
+                size = (size, size)
+            if not isinstance(size, Sequence) or len(size) != 2:
+                raise ValueError(f"size must be an int, (H, W) or None, got {self.size!r}")
+            for v in size:
+                positive_int("size", v)
+            object.__setattr__(self, "size", (int(size[0]), int(size[1])))
+        object.__setattr__(self, "window", _normalize_window(self.window))
+        positive_int("channels", self.channels)
+        n_windows = len(self.windows)
+        if n_windows > 1 and self.channels != n_windows:
+            raise ValueError(
+                f"window lists {n_windows} windows, one per channel, so channels must be "
+                f"{n_windows}; got channels={self.channels}"
+            )
+        if n_windows <= 1 and self.channels not in (1, 3):
+            raise ValueError(
+                f"channels must be 1 or 3 (or the number of windows when window lists "
+                f"several), got {self.channels}"
+            )
+        check_choice("remainder", self.remainder, _REMAINDERS)
+        check_choice("pad_mode", self.pad_mode, _PAD_MODES)
+        check_choice("resample", self.resample, tuple(_RESAMPLE))
+        check_choice("dtype", self.dtype, _DTYPES)
+        positive_int("max_pixels", self.max_pixels)
+        if self.threads is not None:
+            positive_int("threads", self.threads)
+
+    # -- spec -----------------------------------------------------------------------------
+
+    @property
+    def windows(self) -> tuple[tuple[float, float], ...]:
+        """The resolved ``(center, width)`` windows, one per channel; empty without a window."""
+        if self.window is None:
+            return ()
+        if isinstance(self.window, str) or _is_pair(self.window):
+            return (resolve_window(self.window),)  # type: ignore[arg-type]
+        return tuple(resolve_window(w) for w in self.window)  # type: ignore[arg-type]
+
+    @property
+    def hw(self) -> tuple[int, int] | None:
+        """``size`` as an ``(H, W)`` tuple, or ``None`` for native size."""
+        return self.size  # type: ignore[return-value]  # normalized in __post_init__
+
+    @property
+    def step(self) -> int:
+        """The effective stride (``stride`` or ``depth``)."""
+        return self.depth if self.stride is None else self.stride
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preprocessing spec as a JSON-able dict (without ``threads`` and ``max_pixels``).
+
+        Returns:
+            A dict that :meth:`from_dict` turns back into an equal stacker.
+        """
+        window: Any = self.window
+        if isinstance(window, tuple):
+            window = (
+                list(window)
+                if _is_pair(window)
+                else [list(w) if isinstance(w, tuple) else w for w in window]
+            )
+        return {
+            "depth": self.depth,
+            "stride": self.stride,
+            "size": None if self.hw is None else list(self.hw),
+            "channels": self.channels,
+            "window": window,
+            "remainder": self.remainder,
+            "pad_mode": self.pad_mode,
+            "resample": self.resample,
+            "dtype": self.dtype,
+        }
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any], **overrides: Any) -> SliceStacker:
+        """Build a stacker from :meth:`to_dict` output (e.g. read from JSON).
+
+        Args:
+            spec: The dict; JSON lists are accepted where tuples are expected.
+            **overrides: Fields to set on top, e.g. ``threads=4``.
+
+        Returns:
+            The stacker.
+
+        Raises:
+            ValueError: For an unknown key (naming the closest field) or an invalid value.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        merged = {**dict(spec), **overrides}
+        for key in merged:
+            if key not in names:
+                raise ValueError(
+                    f"unknown SliceStacker field {key!r}; fields are {names}."
+                    + did_you_mean(key, names)
+                )
+        if isinstance(merged.get("size"), list):
+            merged["size"] = tuple(merged["size"])
+        return cls(**merged)
+
+    def replace(self, **changes: Any) -> SliceStacker:
+        """A copy with some fields changed (``dataclasses.replace``), validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def slice_spec(self) -> dict[str, Any]:
+        """The fields that decide how each slice is prepared (not how slices are grouped).
+
+        Two stackers with the same slice spec produce the same prepared slices, so a volume
+        cache built with one serves the other whatever their depth, stride or remainder.
+        """
+        spec = self.to_dict()
+        return {k: spec[k] for k in ("size", "channels", "window", "resample")}
+
+    # -- volume layout --------------------------------------------------------------------
+
+    def volume_indices(self, n_slices: int) -> np.ndarray:
+        """Slice numbers of every volume, so results can be mapped back to the scan.
+
+        Regular volumes start at ``0, stride, 2 * stride, ...`` while they fit. Slices left
+        after the last one (and every slice of a scan shorter than ``depth``) follow
+        ``remainder``; padding slices are the last slice's number (``pad_mode="edge"``) or
+        ``-1`` (``pad_mode="zero"``: an all-zero slice).
+
+        Args:
+            n_slices: Slices in the scan.
+
+        Returns:
+            An int64 array; row ``i`` holds the slice numbers of volume ``i`` in depth order.
+
+        Shape:
+            ``(N, depth)``.
+
+        Raises:
+            ValueError: If ``n_slices`` is negative.
+        """
+        if not isinstance(n_slices, (int, np.integer)) or n_slices < 0:
+            raise ValueError(f"n_slices must be an int >= 0, got {n_slices!r}")
+        n, d, s = int(n_slices), self.depth, self.step
+        starts = list(range(0, n - d + 1, s)) if n >= d else []
+        rows = [list(range(a, a + d)) for a in starts]
+        next_start = starts[-1] + s if starts else 0
+        covered_to = starts[-1] + d if starts else 0
+        # A tail is left when slices after the last volume's end exist; with stride > depth
+        # the gaps between volumes are skipped on purpose and only a partial volume that
+        # would start at the next stride counts.
+        if next_start < n and covered_to < n and self.remainder != "drop":
+            if self.remainder == "overlap" and n >= d:
+                rows.append(list(range(n - d, n)))
+            else:  # "pad", or "overlap" on a scan shorter than depth
+                tail = list(range(next_start, n))
+                fill = n - 1 if self.pad_mode == "edge" else -1
+                rows.append(tail + [fill] * (d - len(tail)))
+        if not rows:
+            return np.zeros((0, d), dtype=np.int64)
+        return np.asarray(rows, dtype=np.int64)
+
+    def num_volumes(self, n_slices: int) -> int:
+        """How many volumes a scan of ``n_slices`` slices gives (see :meth:`volume_indices`)."""
+        return int(self.volume_indices(n_slices).shape[0])
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _threads(self) -> int:
+        return default_threads() if self.threads is None else self.threads
+
+    def _prepare_image(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+        """Decode, resize and map one image slice; returns (array, original (H, W))."""
+        want_gray = self.channels == 1 or len(self.windows) > 1
+        with open_image(path, self.max_pixels) as im:
+            width, height = im.size
+            try:
+                im.load()
+                norm = normalize_mode(im)
+                if norm.mode in ("L", "RGB"):
+                    if want_gray and norm.mode == "RGB":
+                        norm = norm.convert("L")
+                    hw = self.hw
+                    if hw is not None and (height, width) != hw:
+                        norm = norm.resize((hw[1], hw[0]), _RESAMPLE[self.resample])
+                    out = np.asarray(norm)
+                    if len(self.windows) > 1:
+                        out = np.repeat(out[..., None], len(self.windows), axis=-1)
+                    return out, (height, width)
+                raw = np.asarray(norm)
+            except Resnet3DError:
+                raise
+            except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
+                raise CorruptSliceError(f"{path}: cannot decode: {error}", path=path) from error
+        domain: Domain = "u16" if raw.dtype == np.uint16 else "int"
+        if raw.dtype.kind == "f":
+            domain = "float"
+        return self._map_deep(raw.astype(np.float32), domain), (height, width)
+
+    def _resize_float(self, values: np.ndarray) -> np.ndarray:
+        hw = self.hw
+        if hw is None or values.shape[:2] == hw:
+            return values
+        im = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F")
+        return np.asarray(im.resize((hw[1], hw[0]), _RESAMPLE[self.resample]))
+
+    def _map_deep(self, values: np.ndarray, domain: Domain) -> np.ndarray:
+        """Resize then window a float32 ``(H, W)`` slice of deeper-than-8-bit data."""
+        values = self._resize_float(values)
+        windows = self.windows
+        if windows:
+            mapped = [apply_window(values, c, w) for c, w in windows]
+            return mapped[0] if len(mapped) == 1 else np.stack(mapped, axis=-1)
+        if domain in ("u16", "int"):
+            return apply_window(values, 65535.0 / 2.0, 65535.0)
+        if domain == "float":
+            return np.clip(values, 0.0, 1.0).astype(np.float32, copy=False)
+        low, high = DEFAULT_HU_RANGE
+        return apply_window(values, (low + high) / 2.0, high - low)
+
+    def _prepare_file(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+        kind = sniff(path)
+        if kind == "dicom":
+            hu = read_dicom(path, self.max_pixels)
+            shape = (int(hu.shape[0]), int(hu.shape[1]))
+            return self._map_deep(hu, "hu"), shape
+        if kind is None:
+            raise CorruptSliceError(f"{path}: {_describe_unknown(path)}", path=path)
+        return self._prepare_image(path)
+
+    def read_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
+        """Decode and prepare the given slice files (in the given order), in parallel.
+
+        Args:
+            paths: Slice files of one scan.
+
+        Returns:
+            Prepared slices in this stacker's dtype: ``(S, H, W)`` when every slice is gray
+            (channels are added when stacking), else ``(S, H, W, C)``.
+
+        Raises:
+            CorruptSliceError: Naming the first file that cannot be decoded.
+            ImageTooLargeError: For a slice above ``max_pixels``, before decoding it.
+            InconsistentScanError: If the slices do not all have the same size.
+        """
+        files = [Path(p) for p in paths]
+        if not files:
+            raise ValueError("read_files needs at least one slice file")
+        results = _map_threads(self._prepare_file, files, self._threads())
+        return self._assemble([r[0] for r in results], [r[1] for r in results], files)
+
+    def _assemble(
+        self, arrays: list[np.ndarray], shapes: list[tuple[int, int]], files: Sequence[Path]
+    ) -> np.ndarray:
+        first = shapes[0]
+        for shape, path in zip(shapes, files):
+            if shape != first:
+                raise InconsistentScanError(
+                    f"{path}: slice is {shape[1]}x{shape[0]} (WxH) but {files[0].name!r} of "
+                    f"the same scan is {first[1]}x{first[0]}; all slices of a scan must have "
+                    "one size",
+                    path=path,
+                )
+        if any(a.ndim == 3 for a in arrays) and any(a.ndim == 2 for a in arrays):
+            # Gray and colour slices in one scan (e.g. PNG gray + JPEG RGB): repeat the gray.
+            arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1) for a in arrays]
+        if any(a.dtype != np.uint8 for a in arrays):
+            arrays = [_to_float(a) for a in arrays]
+        stacked = np.stack(arrays)
+        return _convert(stacked, self.dtype)
+
+    def read(self, scan: str | os.PathLike[str] | ScanFiles) -> np.ndarray:
+        """Prepare every slice of a scan (no stacking).
+
+        Args:
+            scan: A folder of slices, a NIfTI file, or :func:`scan_files` output.
+
+        Returns:
+            Prepared slices as :meth:`read_files` returns them.
+
+        Shape:
+            ``(S, H, W)`` or ``(S, H, W, C)``.
+
+        Raises:
+            DatasetLayoutError: If the scan has no slices.
+            CorruptSliceError, InconsistentScanError: As :meth:`read_files`.
+        """
+        files = scan if isinstance(scan, ScanFiles) else scan_files(scan)
+        return self._read_selected(files, np.arange(files.n_slices))
+
+    def _read_selected(self, files: ScanFiles, which: np.ndarray) -> np.ndarray:
+        if files.n_slices == 0:
+            raise DatasetLayoutError(f"{files.path}: scan has no slices", path=files.path)
+        if files.kind == "nifti":
+            hu = read_nifti(files.path, self.max_pixels)
+            return self.prepare(hu[which], domain="hu")
+        return self.read_files([files.slices[i] for i in which])
+
+    def prepare(self, slices: np.ndarray, domain: str = "auto") -> np.ndarray:
+        """Resize and intensity-map slices already in memory (what reading does per file).
+
+        Args:
+            slices: ``(S, H, W)`` gray or ``(S, H, W, 3)`` colour slices.
+            domain: How to read the values. ``"auto"``: ``uint8`` is 8-bit image data (passes
+                through), ``uint16`` is 16-bit image data (``x / 65535`` without a window),
+                other integer and float arrays are Hounsfield units (window, or
+                :data:`DEFAULT_HU_RANGE` without one). ``"hu"`` forces Hounsfield units,
+                ``"unit"`` means floats already in ``[0, 1]`` (clipped).
+
+        Returns:
+            Prepared slices in this stacker's dtype, as :meth:`read_files` returns them.
+
+        Raises:
+            ValueError: For a bad shape or domain.
+        """
+        check_choice("domain", domain, ("auto", "hu", "unit"))
+        arr = np.asarray(slices)
+        if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] != 3) or not len(arr):
+            raise ValueError(
+                f"slices must be (S, H, W) or (S, H, W, 3) with S >= 1, got shape {arr.shape}"
+            )
+        if arr.dtype == np.uint8 and domain == "auto":
+            out: list[np.ndarray] = []
+            for sl in arr:
+                im = Image.fromarray(sl)
+                if (self.channels == 1 or len(self.windows) > 1) and sl.ndim == 3:
+                    im = im.convert("L")
+                hw = self.hw
+                if hw is not None and sl.shape[:2] != hw:
+                    im = im.resize((hw[1], hw[0]), _RESAMPLE[self.resample])
+                a = np.asarray(im)
+                if len(self.windows) > 1:
+                    a = np.repeat(a[..., None], len(self.windows), axis=-1)
+                out.append(a)
+            return _convert(np.stack(out), self.dtype)
+        if arr.ndim == 4:
+            raise ValueError(
+                f"colour slices must be uint8 (8-bit images), got dtype {arr.dtype}; convert "
+                "deeper colour data to gray first"
+            )
+        dom: Domain
+        if domain == "unit":
+            dom = "float"
+        elif domain == "auto" and arr.dtype == np.uint16:
+            dom = "u16"
+        else:
+            dom = "hu"
+        mapped = [self._map_deep(sl.astype(np.float32), dom) for sl in arr]
+        return _convert(np.stack(mapped), self.dtype)
+
+    # -- stacking -------------------------------------------------------------------------
+
+    def stack_prepared(self, prepared: np.ndarray, indices: np.ndarray | None = None) -> np.ndarray:
+        """Group prepared slices into volumes and lay them out as ``(N, C, D, H, W)``.
+
+        Args:
+            prepared: Slices from :meth:`read`/:meth:`prepare` (or a cache): ``(S, H, W)``
+                gray (repeated to ``channels``) or ``(S, H, W, C)``; uint8 or float32.
+            indices: Rows of slice numbers into ``prepared`` (``-1`` for a zero slice);
+                default :meth:`volume_indices` of ``S``.
+
+        Returns:
+            Volumes in this stacker's dtype (uint8 input is divided by 255 for float32).
+
+        Shape:
+            ``(N, C, D, H, W)``.
+
+        Raises:
+            ValueError: If the channel count does not match ``channels``.
+        """
+        arr = np.asarray(prepared)
+        if arr.ndim not in (3, 4):
+            raise ValueError(f"prepared slices must be (S, H, W) or (S, H, W, C), got {arr.shape}")
+        if arr.ndim == 4 and arr.shape[-1] != self.channels:
+            raise ValueError(
+                f"prepared slices have {arr.shape[-1]} channels but channels={self.channels}"
+            )
+        idx = self.volume_indices(len(arr)) if indices is None else np.asarray(indices)
+        pad = idx < 0
+        vols = arr[np.where(pad, 0, idx)]
+        if pad.any():
+            vols[pad] = 0
+        if arr.ndim == 3:
+            out = einops.repeat(vols, "n d h w -> n c d h w", c=self.channels)
+        else:
+            out = einops.rearrange(vols, "n d h w c -> n c d h w")
+        return _convert(np.ascontiguousarray(out), self.dtype)
+
+    def stack_array(self, slices: np.ndarray, domain: str = "auto") -> np.ndarray:
+        """Stack slices already in memory: :meth:`prepare` then :meth:`stack_prepared`.
+
+        Args:
+            slices: Raw ``(S, H, W)`` or ``(S, H, W, 3)`` slices, first slice first.
+            domain: See :meth:`prepare`.
+
+        Returns:
+            Volumes in this stacker's dtype.
+
+        Shape:
+            ``(N, C, D, H, W)``.
+        """
+        return self.stack_prepared(self.prepare(slices, domain=domain))
+
+    def load(
+        self,
+        scan: str | os.PathLike[str] | ScanFiles,
+        volumes: Iterable[int] | None = None,
+    ) -> np.ndarray:
+        """Read a scan and return its volumes as a numpy array.
+
+        Only the slices the requested volumes use are decoded (``remainder="drop"`` never
+        reads the dropped tail).
+
+        Args:
+            scan: A folder of slices, a NIfTI file, or :func:`scan_files` output.
+            volumes: Volume numbers to return (default all), as :meth:`volume_indices` counts.
+
+        Returns:
+            Volumes in this stacker's dtype. A scan that yields no volume (shorter than
+            ``depth`` with ``remainder="drop"``) gives an empty first axis.
+
+        Shape:
+            ``(N, C, D, H, W)``.
+
+        Raises:
+            DatasetNotFoundError: If the scan does not exist.
+            DatasetLayoutError: If it has no slices.
+            IndexError: For a volume number out of range.
+            CorruptSliceError, ImageTooLargeError, InconsistentScanError: For bad slices.
+        """
+        files = scan if isinstance(scan, ScanFiles) else scan_files(scan)
+        if files.n_slices == 0:
+            raise DatasetLayoutError(f"{files.path}: scan has no slices", path=files.path)
+        idx = self.volume_indices(files.n_slices)
+        if volumes is not None:
+            wanted = list(volumes)
+            for v in wanted:
+                if not -len(idx) <= v < len(idx):
+                    raise IndexError(
+                        f"volume {v} out of range: {files.path} has {len(idx)} volumes"
+                    )
+            idx = idx[np.asarray(wanted, dtype=np.int64)] if wanted else idx[:0]
+        if len(idx) == 0:
+            logger.warning(
+                "%s: %d slices give no volume of depth %d with remainder=%r",
+                files.path,
+                files.n_slices,
+                self.depth,
+                self.remainder,
+            )
+            probe = self._read_selected(files, np.arange(1))
+            shape = (0, self.channels, self.depth, *probe.shape[1:3])
+            return np.zeros(shape, dtype=np.dtype(self.dtype))
+        needed = np.unique(idx[idx >= 0])
+        prepared = self._read_selected(files, needed)
+        positions = np.where(idx < 0, -1, np.searchsorted(needed, np.maximum(idx, 0)))
+        return self.stack_prepared(prepared, positions)
+
+    def __call__(
+        self,
+        scan: str | os.PathLike[str] | ScanFiles,
+        volumes: Iterable[int] | None = None,
+    ) -> torch.Tensor:
+        """Read a scan and return its volumes as a tensor (see :meth:`load`).
+
+        Shape:
+            ``(N, C, D, H, W)``.
+        """
+        import torch
+
+        return torch.from_numpy(self.load(scan, volumes))
+
+
+def _to_float(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return np.divide(a, np.float32(255.0), dtype=np.float32)
+    return a.astype(np.float32, copy=False)
+
+
+def _convert(a: np.ndarray, dtype: str) -> np.ndarray:
+    """uint8 <-> float32 in [0, 1]: exact division by 255, rounding to the nearest level."""
+    if dtype == "float32":
+        return _to_float(a)
+    if a.dtype == np.uint8:
+        return a
+    scaled = np.rint(np.clip(a, 0.0, 1.0) * np.float32(255.0))
+    return scaled.astype(np.uint8)
+
+
+def load_scan(
+    path: str | os.PathLike[str],
+    depth: int = 4,
+    *,
+    as_numpy: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Load one scan as the paper's stacked volumes in one line.
+
+    Example::
+
+        vol = resnet3d.volumes.load_scan("scans/NCP/12/3104", depth=4)  # (N, 3, 4, 512, 512)
+
+    Args:
+        path: A folder of slices (PNG/JPEG/TIFF/BMP/WebP/DICOM) or a NIfTI file.
+        depth: Slices per volume.
+        as_numpy: Return a numpy array instead of a tensor.
+        **kwargs: Any other :class:`SliceStacker` field (``size``, ``window``, ...).
+
+    Returns:
+        A float32 ``torch.Tensor`` in ``[0, 1]`` (or numpy array with ``as_numpy=True``).
+
+    Shape:
+        ``(N, C, D, H, W)``.
+
+    Raises:
+        DatasetNotFoundError: If ``path`` does not exist.
+        DatasetLayoutError: If it holds no slices.
+        CorruptSliceError: Naming a slice that cannot be decoded.
+        InconsistentScanError: If slices differ in size, series or orientation.
+        ValueError: For an invalid stacker setting.
+    """
+    stacker = SliceStacker(depth=depth, **kwargs)
+    arr = stacker.load(path)
+    if as_numpy:
+        return arr
+    import torch
+
+    return torch.from_numpy(arr)
