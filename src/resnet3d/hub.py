@@ -547,6 +547,10 @@ def from_pretrained(
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(f"{name} must be an int or None, got {value!r}")
+    if num_classes is not None and num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0 (0: no classifier), got {num_classes}")
+    if in_channels is not None and in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
     kind, target = _resolve_name(name_or_path)
     offline = _offline() if local_files_only is None else bool(local_files_only)
     cache = _cache_dir(cache_dir)
@@ -838,7 +842,9 @@ def save_pretrained(
         save_file(
             state,
             os.fspath(tmp / WEIGHTS_NAME),
-            metadata={"format": "pt", "library": "resnet3d", "version": __version__},
+            # One key only: safetensors writes metadata in hash-map order, and a reproducible
+            # file (same weights, same sha256) matters for the weights table.
+            metadata={"format": "pt"},
         )
         _write_model_card(tmp / MODEL_CARD_NAME, model, document, metric_list)
         (tmp / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
