@@ -26,6 +26,13 @@ __all__ = ["MetricAccumulator"]
 logger = logging.getLogger(__name__)
 
 
+def _length(x: Any) -> int | None:
+    try:
+        return len(x)
+    except TypeError:  # a scalar or a 0-d array
+        return None
+
+
 def _distributed_world(process_group: Any) -> tuple[Any, int]:
     """``(torch.distributed, world size)`` if a process group is initialised, else ``(None, 1)``."""
     if "torch" not in sys.modules:
@@ -118,8 +125,11 @@ class MetricAccumulator:
         Raises:
             ValueError: Bad scores or labels (see :func:`roc_auc`), mismatched lengths,
                 a class count that differs from earlier batches, or ``groups``/``indices``
-                given in some updates and not in others.
+                given in some updates and not in others. An empty batch (no scores, no
+                labels) is ignored.
         """
+        if _length(scores) == 0 and _length(labels) == 0:
+            return  # an empty batch (a filtered or uneven last batch) adds nothing
         probs = as_probabilities(scores, self.input, "scores", self.num_classes)
         if self.num_classes is None:
             self.num_classes = check_num_classes(probs.shape[1])
