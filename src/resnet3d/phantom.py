@@ -52,7 +52,7 @@ __all__ = [
     "CSV_NAME",
     "LUNG_WINDOW",
     "MARKER_NAME",
-    "MASK_DIR",
+    "MASK_SUFFIX",
     "PhantomScan",
     "generate_scan",
     "lesion_mask_path",
@@ -73,8 +73,8 @@ CSV_NAME = "unzip_filenames.csv"
 CSV_COLUMNS: tuple[str, ...] = ("zip_file", "label", "patient_id", "scan_id", "n_slice")
 MARKER_NAME = "phantom.json"
 """The file that marks a folder as written by :func:`write_dataset` (and records its settings)."""
-MASK_DIR = "masks"
-"""Lesion masks live in ``OUT/masks/<patient_id>/<scan_id>.npz``, outside the class folders."""
+MASK_SUFFIX = ".mask.npz"
+"""Lesion masks live in ``OUT/<class>/<patient_id>/<scan_id>.mask.npz``, beside the scan folder."""
 
 MIN_SIZE = 32
 MAX_SIZE = 1024
@@ -830,19 +830,23 @@ def generate_scan(
 
 
 def lesion_mask_path(
-    out_dir: str | os.PathLike[str], patient_id: str | int, scan_id: str | int
+    out_dir: str | os.PathLike[str], label: str, patient_id: str | int, scan_id: str | int
 ) -> Path:
     """Where :func:`write_dataset` stores the lesion mask of one scan.
 
+    The mask sits in the patient folder next to (not inside) the scan folder, so slice readers
+    never see it, and its ``.npz`` suffix makes every slice and scan lister skip it.
+
     Args:
         out_dir: The data set's root folder.
+        label: The scan's class folder.
         patient_id: The patient id (as in ``unzip_filenames.csv``).
         scan_id: The scan id.
 
     Returns:
-        ``out_dir/masks/<patient_id>/<scan_id>.npz``.
+        ``out_dir/<label>/<patient_id>/<scan_id>.mask.npz``.
     """
-    return Path(out_dir) / MASK_DIR / str(patient_id) / f"{scan_id}.npz"
+    return Path(out_dir) / label / str(patient_id) / f"{scan_id}{MASK_SUFFIX}"
 
 
 def load_lesion_mask(
@@ -852,41 +856,53 @@ def load_lesion_mask(
 
     Args:
         out_dir: The data set's root folder.
-        patient_id: The patient id (as in ``unzip_filenames.csv``).
+        patient_id: The patient id (as in ``unzip_filenames.csv``); patient ids are unique
+            across classes, so the class is found from it.
         scan_id: The scan id.
 
     Returns:
-        A boolean array aligned with the scan's slices (slice ``i`` is ``000i.png``).
+        A boolean array aligned with the scan's slices (``mask[i]`` belongs to slice file
+        ``f"{i:04d}.png"``); ``True`` where the finding is.
 
     Raises:
-        FileNotFoundError: If there is no such mask; the message names the path and the
-            closest patient or scan ids that exist.
+        FileNotFoundError: If there is no such mask; the message names the path looked at and
+            the closest patient or scan ids that exist.
 
     Shape:
         ``(D, H, W)``, the scan's slice count and slice size.
     """
-    path = lesion_mask_path(out_dir, patient_id, scan_id)
-    if not path.is_file():
-        root = Path(out_dir) / MASK_DIR
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"no lesion masks under {Path(out_dir)}: {root} does not exist (was the data "
-                "set written with masks=False, or is it not a phantom data set?)"
-            )
-        if not path.parent.is_dir():
-            patients = sorted(p.name for p in root.iterdir() if p.is_dir())
-            raise FileNotFoundError(
-                f"no lesion masks for patient {str(patient_id)!r}: {path.parent} does not exist."
-                + did_you_mean(str(patient_id), patients)
-            )
-        scans = sorted(p.name[: -len(".npz")] for p in path.parent.glob("*.npz"))
-        raise FileNotFoundError(
-            f"no lesion mask for scan {str(scan_id)!r} of patient {str(patient_id)!r}: "
-            f"{path} does not exist; this patient has scans {scans}."
-            + did_you_mean(str(scan_id), scans)
+    root = Path(out_dir)
+    pid, sid = str(patient_id), str(scan_id)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no phantom data set at {root}: the folder does not exist")
+    patient_dirs = [root / label / pid for label in CLASSES if (root / label / pid).is_dir()]
+    if not patient_dirs:
+        known = sorted(
+            {
+                p.name
+                for label in CLASSES
+                if (root / label).is_dir()
+                for p in (root / label).iterdir()
+            }
         )
-    with np.load(path, allow_pickle=False) as data:
-        return np.asarray(data["mask"], dtype=bool)
+        raise FileNotFoundError(
+            f"no patient {pid!r} under {root}/{{{','.join(CLASSES)}}}; "
+            f"{len(known)} patients exist." + did_you_mean(pid, known)
+        )
+    for patient_dir in patient_dirs:
+        path = patient_dir / f"{sid}{MASK_SUFFIX}"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                return np.asarray(data["mask"], dtype=bool)
+    masks = sorted(p.name[: -len(MASK_SUFFIX)] for p in patient_dirs[0].glob(f"*{MASK_SUFFIX}"))
+    if not masks:
+        raise FileNotFoundError(
+            f"no lesion masks in {patient_dirs[0]} (was the data set written with masks=False?)"
+        )
+    raise FileNotFoundError(
+        f"no lesion mask {patient_dirs[0] / (sid + MASK_SUFFIX)}: patient {pid!r} has masks "
+        f"for scans {masks}." + did_you_mean(sid, masks)
+    )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -898,7 +914,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _clear_previous(out: Path, classes: Sequence[str]) -> None:
     """Remove what an earlier ``write_dataset`` wrote in ``out``; refuse to touch anything else."""
-    ours = [out / name for name in (*dict.fromkeys((*CLASSES, *classes)), MASK_DIR, CSV_NAME)]
+    ours = [out / name for name in (*dict.fromkeys((*CLASSES, *classes)), CSV_NAME)]
     present = [p for p in ours if p.exists()]
     marker = out / MARKER_NAME
     if present and not marker.is_file():
@@ -935,7 +951,7 @@ def write_dataset(
     Layout::
 
         OUT/<class>/<patient_id>/<scan_id>/0000.png, 0001.png, ...   8-bit gray PNG slices
-        OUT/masks/<patient_id>/<scan_id>.npz                         lesion masks (key "mask")
+        OUT/<class>/<patient_id>/<scan_id>.mask.npz                  lesion mask (key "mask")
         OUT/unzip_filenames.csv      zip_file,label,patient_id,scan_id,n_slice
         OUT/phantom.json             the settings and per-patient seeds
 
@@ -1072,8 +1088,7 @@ def write_dataset(
                     shutil.rmtree(final)
                 os.replace(tmp, final)
                 if masks:
-                    mask_path = lesion_mask_path(out, pid, info["scan_id"])
-                    mask_path.parent.mkdir(parents=True, exist_ok=True)
+                    mask_path = lesion_mask_path(out, label, pid, info["scan_id"])
                     buffer = io.BytesIO()
                     np.savez_compressed(buffer, mask=scan.lesion_mask)
                     _write_atomic(mask_path, buffer.getvalue())

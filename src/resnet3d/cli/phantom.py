@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "phantom",
         help="write a synthetic chest-CT data set (CC-CCII layout)",
         description="Write a synthetic chest-CT data set in the CC-CCII layout: "
-        "OUT/{NCP,CP,Normal}/<patient>/<scan>/0000.png..., OUT/unzip_filenames.csv and the "
-        "lesion masks in OUT/masks/<patient>/<scan>.npz. NCP scans carry bilateral peripheral "
+        "OUT/{NCP,CP,Normal}/<patient>/<scan>/0000.png..., OUT/unzip_filenames.csv and, beside "
+        "each scan folder, its lesion mask <scan>.mask.npz. NCP scans carry bilateral peripheral "
         "ground-glass opacities, CP scans a lobar consolidation, Normal scans nothing. "
         "A toy for smoke tests and demos, not CT data.",
     )
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the data set and print a one-line summary."""
-    from ..phantom import CLASSES, CSV_NAME, MASK_DIR, write_dataset
+    from ..phantom import CLASSES, CSV_NAME, write_dataset
 
     out: Path = args.out
     if out.exists() and not out.is_dir():
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     scans = Counter(row["label"] for row in rows)
     n_slices = sum(int(row["n_slice"]) for row in rows)
     per_class = ", ".join(f"{c} {patients[c]}/{scans[c]}" for c in classes)
-    masks = "" if args.no_masks else f"; lesion masks in {out / MASK_DIR}"
+    masks = "" if args.no_masks else "; lesion masks in <class>/<patient>/<scan>.mask.npz"
     print(
         f"wrote {sum(patients.values())} patients, {len(rows)} scans, {n_slices} slices "
         f"(patients/scans: {per_class}) of {'~' if args.vary_size else ''}{args.size}x{args.size} "
