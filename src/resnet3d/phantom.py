@@ -330,7 +330,7 @@ def _make_patient(seed: int, label: str) -> _Patient:
                     a, b = a - turn * b, b + turn * a
                     norm = float(np.sqrt(a * a + b * b))
                     a, b = a / norm, b / norm
-                rho = frng.uniform(0.86, 0.96)
+                rho = frng.uniform(0.84, 0.94)
                 blobs.append(
                     _Blob(
                         side=side,
@@ -339,7 +339,7 @@ def _make_patient(seed: int, label: str) -> _Patient:
                         z=zc + frng.uniform(-0.03, 0.03),
                         a=a,
                         b=b,
-                        rn=frng.uniform(0.07, 0.12),
+                        rn=frng.uniform(0.08, 0.14),
                         rt=frng.uniform(0.12, 0.22),
                         rz=frng.uniform(0.1, 0.17),
                         hu=frng.uniform(-550.0, -300.0),
