@@ -110,6 +110,16 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
     return doc
 
 
+def _slice_differences(manifest: Mapping[str, Any], stacker: SliceStacker) -> list[str]:
+    """``field: cached -> requested`` for every slice setting that differs."""
+    try:
+        cached = SliceStacker.from_dict(manifest.get("stacker") or {}).slice_spec()
+    except (TypeError, ValueError) as error:
+        return [f"unreadable settings: {error}"]
+    wanted = stacker.slice_spec()
+    return [f"{k}: {cached[k]!r} -> {wanted[k]!r}" for k in wanted if cached[k] != wanted[k]]
+
+
 @dataclass(frozen=True)
 class CacheBuildResult:
     """What :func:`build_cache` did.
@@ -194,11 +204,13 @@ def build_cache(
                 "choose an empty or new folder",
                 path=root,
             )
-    if manifest is not None and manifest.get("stacker") != spec:
+    differences = _slice_differences(manifest, spec_stacker) if manifest is not None else []
+    if differences:
         if not overwrite:
             raise CacheError(
-                f"{root}: holds a cache built with {manifest.get('stacker')}, not {spec}; "
-                "use another folder or overwrite=True (CLI: --overwrite)",
+                f"{root}: holds a cache whose slices were prepared with other settings ("
+                + ", ".join(differences)
+                + "); use another folder or overwrite=True (CLI: --overwrite)",
                 path=root,
             )
         logger.info("%s: removing a cache built with other settings", root)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._utils import did_you_mean
+from ._utils import check_choice, did_you_mean
 from .errors import (
     DatasetLayoutError,
     DatasetNotFoundError,
@@ -626,7 +626,7 @@ class ScanIndex:
         if not lenient:
             issues.raise_if_errors(os.fspath(root_path))
         index = cls(rows, classes, issues.report(), root_path)
-        logger.info("indexed %s: %d scans, %d issues", root_path, len(rows), len(issues.issues))
+        logger.debug("indexed %s: %d scans, %d issues", root_path, len(rows), len(issues.issues))
         return index
 
     @classmethod
@@ -789,6 +789,51 @@ class ScanIndex:
         if not lenient:
             issues.raise_if_errors(os.fspath(csv_path))
         return cls(rows, classes, issues.report(), base)
+
+    @classmethod
+    def from_path(
+        cls,
+        source: str | os.PathLike[str],
+        layout: str = "auto",
+        lenient: bool = False,
+        check_duplicates: bool = True,
+    ) -> ScanIndex:
+        """Index a data set, choosing the builder from ``layout`` or from what is on disk.
+
+        ``"auto"``: a ``.csv`` file is read with :meth:`from_csv`; a folder with
+        ``unzip_filenames.csv`` or a CC-CCII class folder (``NCP``, ``CP``, ``Normal``) with
+        :meth:`from_ccii`; any other folder with :meth:`from_tree`.
+
+        Args:
+            source: A data set folder or an index CSV.
+            layout: ``"auto"``, ``"ccii"``, ``"tree"`` or ``"csv"``.
+            lenient: Skip unusable scans and report them instead of raising.
+            check_duplicates: Look for byte-identical slices (folder layouts).
+
+        Returns:
+            The index.
+
+        Raises:
+            ValueError: For an unknown layout.
+            DatasetNotFoundError, DatasetLayoutError: As the chosen builder raises.
+        """
+        check_choice("layout", layout, ("auto", "ccii", "tree", "csv"))
+        path = Path(source)
+        if layout == "auto":
+            if path.is_file() and path.suffix.casefold() == ".csv":
+                layout = "csv"
+            elif path.is_dir() and (
+                (path / "unzip_filenames.csv").exists()
+                or any((path / c).is_dir() for c in CCII_CLASSES)
+            ):
+                layout = "ccii"
+            else:
+                layout = "tree"
+        if layout == "csv":
+            return cls.from_csv(path, lenient=lenient)
+        if layout == "ccii":
+            return cls.from_ccii(path, lenient=lenient, check_duplicates=check_duplicates)
+        return cls.from_tree(path, lenient=lenient, check_duplicates=check_duplicates)
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the index as CSV (readable by :meth:`from_csv`), atomically.
