@@ -145,15 +145,32 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> StateDict:
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            raise ConversionError(
+                f"cannot read checkpoint {file}: not a PyTorch checkpoint ({_first_line(error)})",
+                path=file,
+            ) from None
         raise ConversionError(
             f"refused to load {file}: it holds pickled objects other than tensors and plain "
             "containers, and unpickling them could run arbitrary code (torch.load with "
-            f"weights_only=True said: {str(error).splitlines()[0]})",
+            f"weights_only=True said: {_unsupported_global(error)})",
             path=file,
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise ConversionError(f"cannot read checkpoint {file}: {error}", path=file) from None
     return unwrap_state_dict(obj, where=os.fspath(file))
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _unsupported_global(error: BaseException) -> str:
+    # torch names the refused global on a line "Unsupported global: GLOBAL module.name ...".
+    for line in str(error).splitlines():
+        if "Unsupported global" in line:
+            return line.strip()
+    return _first_line(error)
 
 
 def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> StateDict:
@@ -281,8 +298,12 @@ def infer_config(
         config = ResNet3DConfig(**fields, midplanes=rule, name=name)
         with torch.device("meta"):
             probe = ResNet3D(config)
+        # BN step counters may be absent (old checkpoints); _build fills them in.
+        counters = {
+            k: v for k, v in probe.state_dict().items() if k.endswith("num_batches_tracked")
+        }
         try:
-            check_state_dict(sd, probe, source="the converted state dict")
+            check_state_dict({**counters, **sd}, probe, source="the converted state dict")
         except CheckpointMismatchError as error:
             first_error = first_error or error
             continue
@@ -294,13 +315,18 @@ def _registered_name(config: ResNet3DConfig) -> str:
     """The registered model this config equals (ignoring channels and classes), else ""."""
     from .registry import create_model, list_models
 
-    for candidate in list_models():
-        with torch.device("meta"):
-            reference = create_model(candidate).config
-        same = reference.replace(in_channels=config.in_channels, num_classes=config.num_classes)
-        if same == config:
-            return candidate
-    return ""
+    # ResNet-N has N = (convolutions per block) x blocks + stem + classifier layers.
+    per_block = 2 if config.block == "basic" else 3
+    candidate = f"resnet{per_block * sum(config.layers) + 2}"
+    if config.conv == "2plus1d":
+        candidate += "_2plus1d"
+    if candidate not in list_models():
+        return ""
+    with torch.device("meta"):
+        reference = create_model(
+            candidate, in_channels=config.in_channels, num_classes=config.num_classes
+        ).config
+    return candidate if reference == config else ""
 
 
 def _build(
@@ -319,25 +345,31 @@ def _build(
     return model.eval()
 
 
-def _fold_conv_bias_into_bn(state: StateDict, report: ConversionReport) -> None:
+def _fold_conv_bias_into_bn(state: StateDict) -> tuple[list[str], list[str]]:
     """Fold ``downsample.0.bias`` into ``downsample.1.running_mean`` (exact).
 
     BatchNorm subtracts a mean, so a constant added before it cancels: in training the batch
     mean absorbs it, and in eval ``BN(conv(x) + b)`` with running mean ``m`` equals
     ``BN(conv(x))`` with running mean ``m - b``.
+
+    Returns:
+        The removed bias keys and a note for the report (empty when there was none).
     """
-    for key in [k for k in state if k.endswith(".downsample.0.bias")]:
+    dropped = []
+    for key in sorted(k for k in state if k.endswith(".downsample.0.bias")):
         bias = state.pop(key)
         mean_key = key.replace(".downsample.0.bias", ".downsample.1.running_mean")
         if mean_key not in state:
             raise ConversionError(f"{key} has no following BatchNorm ({mean_key} missing)")
         state[mean_key] = state[mean_key] - bias.to(state[mean_key].dtype)
-        report.dropped.append(key)
-    if any(k.endswith(".downsample.1.running_mean") for k in state) and report.dropped:
-        report.notes.append(
+        dropped.append(key)
+    notes = []
+    if dropped:
+        notes.append(
             "downsample convolution biases were folded into the following BatchNorm's running "
             "mean (exact in train and eval mode: BN subtracts the mean)"
         )
+    return dropped, notes
 
 
 # ----------------------------------------------------------------------------- converters
@@ -365,9 +397,9 @@ def from_monai(
         ConversionError: If the weights are not a 3D MONAI ResNet.
     """
     state = _as_state_dict(state_dict)
+    dropped, notes = _fold_conv_bias_into_bn(state)
     config = infer_config(state, stem_stride=conv1_t_stride, stem_pool=not no_max_pool)
-    report = ConversionReport("monai", config)
-    _fold_conv_bias_into_bn(state, report)
+    report = ConversionReport("monai", config, dropped=dropped, notes=notes)
     report.mapped = [(k, k) for k in state]
     return _build("monai", state, config, report), report
 
@@ -438,10 +470,12 @@ def from_medicalnet(
     report_dropped = sorted(k for k in state if not (k.startswith(("conv1.", "bn1.", "layer"))))
     for key in report_dropped:
         state.pop(key)
+    folded, notes = _fold_conv_bias_into_bn(state)
     config = infer_config(state, stem_stride=(2, 2, 2), stem_pool=True)
     config = config.replace(num_classes=num_classes)
-    report = ConversionReport("medicalnet", config, dropped=report_dropped)
-    _fold_conv_bias_into_bn(state, report)
+    report = ConversionReport(
+        "medicalnet", config, dropped=report_dropped + folded, notes=notes
+    )
     report.mapped = [(k, k) for k in state]
     report.notes.append(
         "inexact: MedicalNet's dilated layer3/layer4 (stride 1, dilation 2/4) were loaded into "
