@@ -230,3 +230,13 @@ def test_zero_division_warns_only_when_asked() -> None:
         assert np.isnan(
             metrics.precision_recall_f1(y_true, y_pred, zero_division="nan").precision[1]
         )
+
+
+@pytest.mark.gpu
+def test_cuda_tensors() -> None:
+    y = torch.tensor(Y, device="cuda")
+    logits = torch.tensor(np.log(P), device="cuda", requires_grad=True)
+    assert metrics.roc_auc(y, logits, input="logits") == pytest.approx(metrics.roc_auc(Y, P))
+    acc = metrics.MetricAccumulator(3, input="logits")
+    acc.update(logits.bfloat16(), y, indices=torch.arange(6, device="cuda"))
+    assert acc.compute().n_samples == 6

@@ -115,6 +115,47 @@ def test_intervals() -> None:
     )
     assert (direct.low, direct.high) == (acc.low, acc.high)
     assert "[" in a.to_markdown() and "percentile bootstrap" in a.to_markdown()
+
+
+def test_report_intervals_equal_generic_bootstrap_of_each_metric() -> None:
+    # The report evaluates resamples from draw counts (no re-sorting); every interval must
+    # equal bootstrap_ci over the public metric functions with the same seed. Coarse,
+    # tie-heavy probabilities and a rare class make ties and undefined resamples common.
+    y, p = make_data(40, seed=3)
+    y[y == 2] = 0
+    y[:2] = 2
+    p = np.round(p, 1) + 0.05
+    p /= p.sum(1, keepdims=True)
+    kwargs = {"n": 150, "seed": 7}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = metrics.classification_report(y, p, ci=True, n_bootstrap=150, seed=7)
+    assert report.intervals is not None and report.class_intervals is not None
+
+    def per_class(name: str, k: int):
+        if name == "auroc":
+            return lambda t, s: metrics.roc_auc(t, s, average=None)[k]
+        if name == "specificity":
+            return lambda t, s: metrics.specificity(t, s.argmax(1), 3, zero_division=np.nan)[k]
+        return lambda t, s: getattr(
+            metrics.precision_recall_f1(t, s.argmax(1), 3, zero_division=np.nan), name
+        )[k]
+
+    checks = {
+        report.intervals["macro_f1"]: lambda t, s: (
+            metrics.precision_recall_f1(t, s.argmax(1), 3, average="macro").f1
+        ),
+        report.intervals["macro_auroc"]: lambda t, s: metrics.roc_auc(t, s),
+        report.intervals["accuracy"]: lambda t, s: metrics.accuracy(t, s.argmax(1)),
+    }
+    for k in range(3):
+        for name in ("precision", "recall", "f1", "specificity", "auroc"):
+            checks[report.class_intervals[str(k)][name]] = per_class(name, k)
+    for ours, metric in checks.items():
+        ref = metrics.bootstrap_ci(metric, y, p, **kwargs)
+        assert ours.n_skipped == ref.n_skipped
+        np.testing.assert_allclose([ours.low, ours.high], [ref.low, ref.high], atol=1e-12)
+    assert report.class_intervals["2"]["auroc"].n_skipped > 0  # the rare class was missed
     assert metrics.classification_report(y, p).intervals is None
 
 

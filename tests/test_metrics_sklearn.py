@@ -78,11 +78,13 @@ def test_precision_recall_f1(seed: int) -> None:
     k, y_true, y_pred, _ = random_case(seed)
     for zero_division in ZERO_DIVISIONS:
         for average in (None, "macro", "micro", "weighted"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as ours_warned:
+                warnings.simplefilter("always")
                 ours = metrics.precision_recall_f1(
                     y_true, y_pred, k, average=average, zero_division=zero_division
                 )
+            with warnings.catch_warnings(record=True) as ref_warned:
+                warnings.simplefilter("always")
                 ref = sk.precision_recall_fscore_support(
                     y_true,
                     y_pred,
@@ -96,6 +98,10 @@ def test_precision_recall_f1(seed: int) -> None:
             close(ours.support, np.bincount(y_true, minlength=k))
             if average is None:
                 close(ours.support, ref[3])
+            # Warn exactly when scikit-learn warns (only with zero_division="warn").
+            assert bool(ours_warned) == any(
+                w.category.__name__ == "UndefinedMetricWarning" for w in ref_warned
+            )
 
 
 @pytest.mark.parametrize("seed", SEEDS)

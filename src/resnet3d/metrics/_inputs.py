@@ -57,14 +57,15 @@ def to_numpy(x: Any, name: str) -> tuple[np.ndarray, float]:
     eps = float(np.finfo(np.float64).eps)
     if is_tensor(x):
         torch = sys.modules["torch"]
-        tensor = x.detach()
+        if x.is_complex():
+            raise TypeError(f"{name} must be real, got a complex tensor ({x.dtype})")
+        # Copy to the host in the source dtype (the smallest transfer), then widen floats:
+        # numpy has no bfloat16, and float64 holds every float16/bfloat16/float32 exactly.
+        tensor = x.detach().cpu()
         if tensor.is_floating_point():
             eps = float(torch.finfo(tensor.dtype).eps)
-            # numpy has no bfloat16; widen every float to float64 (exact for all of them).
             tensor = tensor.to(torch.float64)
-        elif tensor.is_complex():
-            raise TypeError(f"{name} must be real, got a complex tensor ({tensor.dtype})")
-        return tensor.cpu().numpy(), eps
+        return tensor.numpy(), eps
     try:
         arr = np.asarray(x)
     except ValueError as error:  # ragged nested lists

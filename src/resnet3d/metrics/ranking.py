@@ -245,7 +245,7 @@ def roc_auc(
     score_arr, _ = to_numpy(y_score, "y_score")
     if score_arr.ndim == 1:
         labels = as_targets(y_true, "y_true", 2)
-        score = _read_scores_1d(y_score)
+        score = _read_scores_1d(score_arr)
         check_same_length(labels, score, "y_true", "y_score")
         value = _binary_auc(labels == 1, score)
         if math.isnan(value):

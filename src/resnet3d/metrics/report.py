@@ -288,33 +288,64 @@ class ClassificationReport:
         return plot_roc_curves(self.roc_curves, self.auroc, self.labels, path, title, dpi)
 
 
-def _metric_vector(
-    t: np.ndarray, probs: np.ndarray, num_classes: int, zero_division: ZeroDivision
-) -> np.ndarray:
-    """All bootstrapped metrics of one resample, NaN where undefined.
+class _ResampleMetrics:
+    """Every bootstrapped metric of a resample, from the resample's per-sample counts.
 
-    Layout: accuracy, macro precision/recall/f1/specificity/auroc, then per class
-    precision, recall, f1, specificity, auroc (C each).
+    A resample is summarised by how often each original sample was drawn (``w``), so
+    nothing is re-sorted per resample: the confusion matrix is a weighted bincount, and
+    each class's AUROC is the Mann-Whitney statistic over tie groups of the scores sorted
+    once up front (equal to the trapezoid ROC area, ties counting one half).
+
+    Output layout: accuracy, macro precision/recall/f1/specificity/auroc, then per class
+    precision, recall, f1, specificity, auroc (C values each); NaN where undefined.
     """
-    cm = _counts(t, probs.argmax(axis=1), num_classes)
-    acc = np.trace(cm) / cm.sum()
-    macro = prf_from_counts(cm, "macro", zero_division, warn=False)
-    macro_spec = specificity_from_counts(cm, "macro", zero_division, warn=False)
-    # Per class, a zero denominator means the class is absent from (or never predicted
-    # in) this resample: the metric is undefined there, so it is skipped, not counted 0.
-    per = prf_from_counts(cm, None, np.nan, warn=False)
-    spec = specificity_from_counts(cm, None, np.nan, warn=False)
-    auc = per_class_auc(t, probs)
-    return np.concatenate(
-        [
-            [acc, macro.precision, macro.recall, macro.f1, macro_spec, np.mean(auc)],
-            per.precision,
-            per.recall,
-            per.f1,
-            spec,
-            auc,
-        ]
-    )
+
+    def __init__(
+        self, t: np.ndarray, probs: np.ndarray, num_classes: int, zero_division: ZeroDivision
+    ) -> None:
+        self.k = num_classes
+        self.zero_division = zero_division
+        self.cells = t * num_classes + probs.argmax(axis=1)
+        self.sorted: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+        for c in range(num_classes):
+            order = np.argsort(probs[:, c], kind="stable")
+            score = probs[order, c]
+            tie_group = np.r_[0, np.cumsum(np.diff(score) != 0)]
+            self.sorted.append((order, tie_group, t[order] == c, int(tie_group[-1]) + 1))
+
+    def auc(self, w: np.ndarray) -> np.ndarray:
+        out = np.full(self.k, np.nan)
+        for c, (order, tie_group, positive, n_groups) in enumerate(self.sorted):
+            ws = w[order]
+            pos = np.bincount(tie_group, ws * positive, minlength=n_groups)
+            neg = np.bincount(tie_group, ws * ~positive, minlength=n_groups)
+            n_pos, n_neg = pos.sum(), neg.sum()
+            if n_pos > 0 and n_neg > 0:
+                below = np.cumsum(neg) - neg  # negatives scored strictly lower
+                out[c] = float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
+        return out
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        w = np.bincount(idx, minlength=self.cells.size).astype(np.float64)
+        cm = np.bincount(self.cells, weights=w, minlength=self.k * self.k).reshape(self.k, -1)
+        acc = np.trace(cm) / cm.sum()
+        macro = prf_from_counts(cm, "macro", self.zero_division, warn=False)
+        macro_spec = specificity_from_counts(cm, "macro", self.zero_division, warn=False)
+        # Per class, a zero denominator means the class is absent from (or never
+        # predicted in) this resample: undefined there, so skipped rather than counted 0.
+        per = prf_from_counts(cm, None, np.nan, warn=False)
+        spec = specificity_from_counts(cm, None, np.nan, warn=False)
+        auc = self.auc(w)
+        return np.concatenate(
+            [
+                [acc, macro.precision, macro.recall, macro.f1, macro_spec, np.mean(auc)],
+                per.precision,
+                per.recall,
+                per.f1,
+                spec,
+                auc,
+            ]
+        )
 
 
 def _bootstrap(
@@ -332,8 +363,9 @@ def _bootstrap(
     values = np.full((n, estimates.size), np.nan)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
+        evaluate = _ResampleMetrics(t, probs, num_classes, zero_division)
         for i, idx in enumerate(resample_indices(t.shape[0], units, n, seed)):
-            values[i] = _metric_vector(t[idx], probs[idx], num_classes, zero_division)
+            values[i] = evaluate(idx)
 
     def interval(col: int) -> ConfidenceInterval:
         return percentile_interval(values[:, col], float(estimates[col]), alpha, n)
