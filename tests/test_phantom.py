@@ -324,6 +324,17 @@ def test_masks_sit_beside_not_inside_scan_folders(dataset: Path) -> None:
         assert scan_dir.is_dir() and path.parent == scan_dir.parent
 
 
+def test_scan_index_reads_a_phantom_dataset_without_issues(dataset: Path) -> None:
+    data = pytest.importorskip("resnet3d.data")
+    index = data.ScanIndex.from_ccii(dataset)
+    rows = _read_csv(dataset)
+    assert len(index) == len(rows)
+    assert index.report.ok, index.report.issues  # masks, phantom.json and the CSV raise nothing
+    assert {(r.label, r.patient_id, r.scan_id, r.n_slices) for r in index} == {
+        (r["label"], r["patient_id"], r["scan_id"], int(r["n_slice"])) for r in rows
+    }
+
+
 def test_load_lesion_mask_errors_name_the_path_and_close_ids(dataset: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"Did you mean '1'"):
         load_lesion_mask(dataset, 11, 1100)
