@@ -15,8 +15,9 @@ and Gaussian noise. Each class adds its own 3D finding:
 The HU volume is mapped through a lung window (center -600, width 1500) to 8-bit gray slices,
 which :func:`write_dataset` stores as PNGs in the CC-CCII layout. Everything is drawn from
 ``numpy.random.Generator(PCG64(...))`` streams derived from one seed with only exactly rounded
-arithmetic (no ``exp``/``sin`` on arrays), so a seed gives the same bytes on any machine with
-the same NumPy version (NumPy reserves the right to change its random streams across versions).
+arithmetic (no ``exp``/``sin`` on arrays), so a seed gives the same pixels on any machine with
+the same NumPy version. (Two caveats: NumPy may change its random streams across versions, and
+its normal sampler, used for the noise, calls the platform's ``exp``/``log`` on rare draws.)
 
 This is a toy for smoke tests and demos. It is not a model of real anatomy or disease and no
 result obtained on it says anything about CT data.
@@ -91,7 +92,7 @@ _HU_AIRWAY_WALL = 0.0
 _HU_TABLE = 100.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous: compare fields yourself
 class PhantomScan:
     """One synthetic CT scan.
 
@@ -150,7 +151,8 @@ def patient_seed(seed: int, patient_index: int) -> int:
         A 63-bit non-negative int.
 
     Raises:
-        ValueError: If either argument is negative or not an int.
+        TypeError: If an argument is not an int.
+        ValueError: If an argument is negative.
     """
     _check_int("seed", seed, 0)
     _check_int("patient_index", patient_index, 0)
@@ -436,10 +438,6 @@ class _Grid:
     zn: npt.NDArray[np.float32]  # (D,) normalised z of each slice
     zp: npt.NDArray[np.float32]  # (D,) physical z of each slice
     px: float  # pixel size in patient units
-
-    @property
-    def X(self) -> npt.NDArray[np.float32]:
-        return self.xs[None, None, :]
 
     @property
     def Y(self) -> npt.NDArray[np.float32]:
