@@ -228,6 +228,15 @@ class _Collector:
         )
 
 
+def _hint(name: str, options: Iterable[str]) -> str:
+    """``did_you_mean``, trying a case-insensitive match first (``ncp`` -> ``NCP``)."""
+    options = list(options)
+    same = [o for o in options if o.casefold() == name.casefold() and o != name]
+    if same:
+        return " Did you mean " + " or ".join(repr(o) for o in same) + "?"
+    return did_you_mean(name, options)
+
+
 # ----------------------------------------------------------------------------------------
 # scanning folders
 
@@ -319,12 +328,12 @@ def _resolve_classes(
     for name in missing:
         message = (
             f"{root / name}: class folder {name!r} is missing; found {sorted(found)}."
-            + did_you_mean(name, found)
+            + _hint(name, found)
         )
         if not present or not lenient:
             raise DatasetLayoutError(
-                f"{root}: expected class folders {list(classes)}, found {sorted(found)}."
-                + did_you_mean(name, found),
+                f"{root}: expected class folders {list(classes)}, found {sorted(found)}; "
+                f"{name!r} is missing." + _hint(name, found),
                 path=root / name,
             )
         issues.error("missing_class", root / name, message)
@@ -749,7 +758,7 @@ class ScanIndex:
             if label not in classes:
                 raise DatasetLayoutError(
                     f"{csv_path}:{line}: label {label!r} is not one of {list(classes)}."
-                    + did_you_mean(label, classes),
+                    + _hint(label, classes),
                     path=csv_path,
                 )
             raw_path = rec["path"]
@@ -893,7 +902,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, 
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in required if c not in header]
             if missing:
-                hints = "".join(did_you_mean(c, header) for c in missing)
+                hints = "".join(_hint(c, header) for c in missing)
                 raise DatasetLayoutError(
                     f"{path}: missing column(s) {missing}; expected columns {list(required)}, "
                     f"found {header}.{hints}",
@@ -986,7 +995,7 @@ def _patient_label(rows: Sequence[ScanRecord]) -> int:
 def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
     """Split ``n`` items by ``fractions``: largest remainder, then at least one per positive
     fraction when there are enough items (so tiny classes still reach every split)."""
-    exact = [f * n for f in fractions]
+    exact = [round(f * n, 9) for f in fractions]  # 0.29 * 100 is 28.999...: not a 28
     counts = [math.floor(x) for x in exact]
     order = sorted(range(len(fractions)), key=lambda i: (-(exact[i] - counts[i]), i))
     for i in order[: n - sum(counts)]:

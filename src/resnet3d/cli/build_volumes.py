@@ -43,7 +43,8 @@ def add_stacker_arguments(parser: argparse.ArgumentParser) -> None:
         "--window",
         action="append",
         metavar="NAME|C,W",
-        help="CT window for HU/16-bit data; repeat for one window per channel",
+        help="CT window for HU/16-bit data: a name (lung, mediastinum, soft_tissue, bone, "
+        "brain) or --window=CENTER,WIDTH; repeat for one window per channel",
     )
     parser.add_argument(
         "--remainder", default="drop", choices=("drop", "pad", "overlap"), help="(default drop)"
