@@ -130,7 +130,14 @@ def test_offline_and_not_cached_fails_fast_and_clearly(
         from_pretrained("ccii-depth4", cache_dir=cache)
     assert time.perf_counter() - start < 2.0
     message = str(info.value)
-    for part in ("'ccii-depth4'", REPO, published["commit"], str(cache), "hf download", "HF_HUB_OFFLINE"):
+    for part in (
+        "'ccii-depth4'",
+        REPO,
+        published["commit"],
+        str(cache),
+        "hf download",
+        "HF_HUB_OFFLINE",
+    ):
         assert part in message, part
     assert isinstance(info.value, OSError)
 
@@ -241,8 +248,13 @@ class FakeHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-                       head: bool = False) -> None:
+            def _reply(
+                self,
+                status: int,
+                body: bytes = b"",
+                headers: dict[str, str] | None = None,
+                head: bool = False,
+            ) -> None:
                 self.send_response(status)
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
@@ -252,7 +264,9 @@ class FakeHub:
                     self.wfile.write(body)
 
             def _json(self, status: int, payload: Any) -> None:
-                self._reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+                self._reply(
+                    status, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+                )
 
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -271,8 +285,10 @@ class FakeHub:
                 files = hub_.commits[commit]
                 if filename not in files:
                     return self._reply(
-                        404, headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit},
-                        head=head)
+                        404,
+                        headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit},
+                        head=head,
+                    )
                 data = files[filename]
                 headers = {"X-Repo-Commit": commit, "ETag": f'"{etag_of(filename, data)}"'}
                 self._reply(200, data, headers, head=head)
@@ -294,8 +310,13 @@ class FakeHub:
                     repo = f"{payload['organization']}/{payload['name']}"
                     if repo in hub_.branches:
                         # The real Hub names the repo in its 409 answer too.
-                        return self._json(409, {"error": "You already created this model repo",
-                                                "url": f"{hub_.url}/{repo}"})
+                        return self._json(
+                            409,
+                            {
+                                "error": "You already created this model repo",
+                                "url": f"{hub_.url}/{repo}",
+                            },
+                        )
                     hub_.add_commit(repo, {".gitattributes": b"*.safetensors filter=lfs\n"})
                     return self._json(200, {"url": f"{hub_.url}/{repo}"})
                 if path == "/api/validate-yaml":
@@ -307,10 +328,19 @@ class FakeHub:
                         return self._reply(404, headers={"X-Error-Code": "RepoNotFound"})
                     if action == "preupload":
                         files = json.loads(body)["files"]
-                        return self._json(200, {"files": [
-                            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                            for f in files
-                        ]})
+                        return self._json(
+                            200,
+                            {
+                                "files": [
+                                    {
+                                        "path": f["path"],
+                                        "uploadMode": "regular",
+                                        "shouldIgnore": False,
+                                    }
+                                    for f in files
+                                ]
+                            },
+                        )
                     if action == "commit":
                         lines = [json.loads(line) for line in body.splitlines() if line.strip()]
                         added = {
@@ -319,10 +349,13 @@ class FakeHub:
                             if item["key"] == "file"
                         }
                         commit = hub_.add_commit(repo, added, branch=revision)
-                        return self._json(200, {
-                            "commitUrl": f"{hub_.url}/{repo}/commit/{commit}",
-                            "commitOid": commit,
-                        })
+                        return self._json(
+                            200,
+                            {
+                                "commitUrl": f"{hub_.url}/{repo}/commit/{commit}",
+                                "commitOid": commit,
+                            },
+                        )
                 self._reply(404)
 
         return Handler
@@ -356,7 +389,9 @@ def test_alias_downloads_from_loopback_hub(
     x = volume()
     with torch.no_grad():
         assert torch.equal(model(x), published["model"](x))
-    assert any(r.startswith(f"GET /{REPO}/resolve/{commit}/model.safetensors") for r in fake_hub.requests)
+    assert any(
+        r.startswith(f"GET /{REPO}/resolve/{commit}/model.safetensors") for r in fake_hub.requests
+    )
     # Now cached: works offline, without another request.
     seen = len(fake_hub.requests)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -365,14 +400,18 @@ def test_alias_downloads_from_loopback_hub(
     assert again.config == model.config
 
 
-def test_repo_without_config_json(fake_hub: FakeHub, published: dict[str, Any], tmp_path: Path) -> None:
+def test_repo_without_config_json(
+    fake_hub: FakeHub, published: dict[str, Any], tmp_path: Path
+) -> None:
     files = {k: v for k, v in published["files"].items() if k != "config.json"}
     fake_hub.add_commit("someone/weights-only", files)
-    with pytest.raises(InvalidExportError, match="has no config.json"):
+    with pytest.raises(InvalidExportError, match=r"has no config\.json"):
         from_pretrained("someone/weights-only", cache_dir=tmp_path / "hub")
 
 
-def test_unknown_repo_and_revision(fake_hub: FakeHub, tmp_path: Path, published: dict[str, Any]) -> None:
+def test_unknown_repo_and_revision(
+    fake_hub: FakeHub, tmp_path: Path, published: dict[str, Any]
+) -> None:
     with pytest.raises(FileNotFoundError, match="repository not found"):
         from_pretrained("nobody/nothing", cache_dir=tmp_path / "hub")
     fake_hub.add_commit(REPO, published["files"])
@@ -383,7 +422,9 @@ def test_unknown_repo_and_revision(fake_hub: FakeHub, tmp_path: Path, published:
 def test_push_to_hub_then_load_back(fake_hub: FakeHub, tmp_path: Path) -> None:
     model = tiny(seed=5)
     info = model.push_to_hub(
-        "me/pushed", labels=LABELS, preprocessing=SPEC,
+        "me/pushed",
+        labels=LABELS,
+        preprocessing=SPEC,
         metrics=[{"name": "accuracy", "value": 0.75, "split": "synthetic"}],
     )
     commit = fake_hub.branches["me/pushed"]["main"]
@@ -421,3 +462,21 @@ def test_push_refused_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubUnavailableError, match="offline"):
         tiny().push_to_hub("me/offline")
+
+
+def test_cli_push(fake_hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resnet3d.cli import main
+
+    model = tiny(seed=9)
+    folder = model.save_pretrained(tmp_path / "export", labels=LABELS, preprocessing=SPEC)
+    assert main(["push", str(folder), "me/cli-push", "--message", "first weights"]) == 0
+    out = capsys.readouterr().out
+    commit = fake_hub.branches["me/cli-push"]["main"]
+    assert f"at commit {commit}" in out
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() in out
+    assert "alias='cli-push'" in out and f"revision='{commit}'" in out
+    loaded = from_pretrained("me/cli-push", revision=commit, cache_dir=tmp_path / "hub")
+    with torch.no_grad():
+        assert torch.equal(loaded(volume()), model(volume()))
+    assert main(["push", str(tmp_path / "nowhere"), "me/cli-push"]) == 2
+    assert "missing config.json" in capsys.readouterr().err

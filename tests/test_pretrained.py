@@ -34,10 +34,20 @@ def test_paper_aliases_exist_and_describe_their_input() -> None:
         assert alias in aliases
     best = pretrained.get_pretrained("ccii-depth4")
     assert best.architecture == "resnet18"
-    assert best.preprocessing["depth"] == 4 and best.preprocessing["size"] == 512
+    assert best.preprocessing["depth"] == 4 and best.preprocessing["size"] == [512, 512]
     assert best.preprocessing["channels"] == 3
     assert best.labels == ("NCP", "CP", "Normal")
     assert pretrained.get_pretrained("ccii-r2plus1d-depth4").architecture == "resnet18_2plus1d"
+
+
+def test_preprocessing_specs_are_slice_stacker_specs() -> None:
+    # Each spec must configure the volume builder exactly: it round-trips through SliceStacker.
+    from resnet3d.volumes import SliceStacker
+
+    for entry in pretrained.entries():
+        spec = dict(entry.preprocessing)
+        assert SliceStacker.from_dict(spec).to_dict() == spec, entry.alias
+    assert set(pretrained.PREPROCESSING_KEYS) == set(SliceStacker().to_dict())
 
 
 def test_no_builtin_entry_invents_a_revision_hash_or_metric() -> None:
@@ -105,8 +115,9 @@ def test_metric_validation() -> None:
 
 
 def test_register_and_unregister_round_trip() -> None:
-    entry = _entry(repo_id="org/name", revision=REV, sha256=SHA,
-                   metrics=(Metric("accuracy", 0.5, "held-out"),))
+    entry = _entry(
+        repo_id="org/name", revision=REV, sha256=SHA, metrics=(Metric("accuracy", 0.5, "held-out"),)
+    )
     assert entry.published
     try:
         assert pretrained.register_pretrained(entry) is entry
@@ -125,7 +136,10 @@ def test_register_and_unregister_round_trip() -> None:
 
 def test_list_pattern() -> None:
     assert pretrained.list_pretrained("ccii-depth*") == [
-        "ccii-depth4", "ccii-depth2", "ccii-depth8", "ccii-depth16"
+        "ccii-depth4",
+        "ccii-depth2",
+        "ccii-depth8",
+        "ccii-depth16",
     ]
     assert pretrained.list_pretrained("nothing*") == []
 
@@ -150,8 +164,14 @@ def test_table_imports_no_torch() -> None:
 
 
 def test_published_entry_table_row_shows_pinned_revision() -> None:
-    entry = _entry(alias="test-row", repo_id="org/name", revision=REV, sha256=SHA,
-                   metrics=(Metric("accuracy", 0.25, "held-out"),), license="apache-2.0")
+    entry = _entry(
+        alias="test-row",
+        repo_id="org/name",
+        revision=REV,
+        sha256=SHA,
+        metrics=(Metric("accuracy", 0.25, "held-out"),),
+        license="apache-2.0",
+    )
     pretrained.register_pretrained(entry)
     try:
         row = pretrained.table_markdown("test-row").splitlines()[2]

@@ -141,7 +141,9 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> StateDict:
         try:
             return dict(load_file(os.fspath(file), device="cpu"))
         except (SafetensorError, OSError) as error:
-            raise ConversionError(f"cannot read {file} as safetensors: {error}", path=file) from None
+            raise ConversionError(
+                f"cannot read {file} as safetensors: {error}", path=file
+            ) from None
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -236,14 +238,18 @@ def _stages(state_dict: Mapping[str, Tensor]) -> tuple[int, ...]:
     for stage in sorted(blocks):
         indices = sorted(blocks[stage])
         if indices != list(range(len(indices))):
-            raise ConversionError(f"layer{stage} has blocks {indices}, expected 0..{len(indices) - 1}")
+            raise ConversionError(
+                f"layer{stage} has blocks {indices}, expected 0..{len(indices) - 1}"
+            )
         layers.append(len(indices))
     return tuple(layers)
 
 
 def _shape(state_dict: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
     if key not in state_dict:
-        raise ConversionError(f"expected key {key!r} is missing; keys start with {sorted(state_dict)[:8]}")
+        raise ConversionError(
+            f"expected key {key!r} is missing; keys start with {sorted(state_dict)[:8]}"
+        )
     return tuple(state_dict[key].shape)
 
 
@@ -426,9 +432,7 @@ def from_hara(
         The converted model (eval mode) and the report.
     """
     state = _as_state_dict(state_dict)
-    config = infer_config(
-        state, stem_stride=(conv1_t_stride, 2, 2), stem_pool=not no_max_pool
-    )
+    config = infer_config(state, stem_stride=(conv1_t_stride, 2, 2), stem_pool=not no_max_pool)
     report = ConversionReport("hara", config)
     report.mapped = [(k, k) for k in state]
     return _build("hara", state, config, report), report
@@ -473,9 +477,7 @@ def from_medicalnet(
     folded, notes = _fold_conv_bias_into_bn(state)
     config = infer_config(state, stem_stride=(2, 2, 2), stem_pool=True)
     config = config.replace(num_classes=num_classes)
-    report = ConversionReport(
-        "medicalnet", config, dropped=report_dropped + folded, notes=notes
-    )
+    report = ConversionReport("medicalnet", config, dropped=report_dropped + folded, notes=notes)
     report.mapped = [(k, k) for k in state]
     report.notes.append(
         "inexact: MedicalNet's dilated layer3/layer4 (stride 1, dilation 2/4) were loaded into "
@@ -596,8 +598,12 @@ def _map_torchvision_key(
     # conv{i} is Sequential(conv_builder, BN[, ReLU]); Conv2Plus1D is Sequential(conv_s, BN,
     # ReLU, conv_t).
     table: dict[str, str] = (
-        {"0.0.": f"conv{index}_s.", "0.1.": f"bn{index}_s.", "0.3.": f"conv{index}_t.",
-         "1.": f"bn{index}_t."}
+        {
+            "0.0.": f"conv{index}_s.",
+            "0.1.": f"bn{index}_s.",
+            "0.3.": f"conv{index}_t.",
+            "1.": f"bn{index}_t.",
+        }
         if factorised
         else {"0.": f"conv{index}.", "1.": f"bn{index}."}
     )

@@ -74,8 +74,10 @@ __all__ = [
     "WeightsNotPublishedError",
     "adapt_input_conv",
     "entry_from_export",
+    "export_checkpoint",
     "from_pretrained",
     "load_export_config",
+    "metrics_from_evaluation",
     "push_to_hub",
     "save_pretrained",
     "sha256_file",
@@ -440,7 +442,9 @@ def _hub_download(
             "the name, or log in with 'hf auth login' for a private or gated repo"
         ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, ConnectionError, TimeoutError) as error:
-        state = "offline mode is on (HF_HUB_OFFLINE)" if local_files_only else "the Hub is unreachable"
+        state = (
+            "offline mode is on (HF_HUB_OFFLINE)" if local_files_only else "the Hub is unreachable"
+        )
         hint = _download_hint(repo_id, revision, EXPORT_FILES[::2], cache_dir)
         raise HubUnavailableError(
             f"cannot load {where}: {state} and {filename} is not in the cache folder "
@@ -1067,8 +1071,9 @@ def upload_folder(
             f"cannot push {path} to {repo_id!r}: offline mode is on (HF_HUB_OFFLINE); unset it "
             "where the Hub is reachable"
         )
-    api = HfApi(endpoint=_endpoint(), token=token, library_name="resnet3d",
-                library_version=__version__)
+    api = HfApi(
+        endpoint=_endpoint(), token=token, library_name="resnet3d", library_version=__version__
+    )
     api.create_repo(repo_id, private=private, exist_ok=True)
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.fspath(path / name))
@@ -1157,4 +1162,137 @@ def entry_from_export(
         metrics=tuple(meta["metrics"]),
         license=meta.get("license"),
         dataset=meta.get("dataset") or "",
+    )
+
+
+# ----------------------------------------------------------------------------- export
+_EVAL_MACRO = ("precision", "recall", "f1", "auroc")
+
+
+def metrics_from_evaluation(
+    path: str | os.PathLike[str], *, split: str | None = None
+) -> tuple[list[Metric], list[str] | None]:
+    """Read the metrics of an ``evaluation.json`` written by ``resnet3d evaluate``.
+
+    For each level (volume, scan, patient) it takes the accuracy and the macro precision,
+    recall, F1 and AUROC, all fractions. The split text says which data and level they were
+    measured on, e.g. ``"test, patient level (n=44)"``.
+
+    Args:
+        path: The JSON file: ``{"labels": [...], "levels": {level: report}}``, or a single
+            ``ClassificationReport.to_dict()``.
+        split: Which data was evaluated (e.g. ``"CC-CCII test"``); default the file's
+            ``"split"`` entry, else ``"evaluation set (<file name>)"``.
+
+    Returns:
+        The metrics and the labels the file names (``None`` if it names none).
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        InvalidExportError: If the file is not such a JSON document.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"evaluation JSON not found: {file}")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidExportError(f"{file} is not valid JSON: {error}", path=file) from None
+    if not isinstance(doc, dict):
+        raise InvalidExportError(f"{file} must hold a JSON object", path=file)
+    split = split or doc.get("split") or f"evaluation set ({file.name})"
+    levels = doc.get("levels")
+    if levels is None and "accuracy" in doc:
+        levels = {str(doc.get("level", "volume")): doc}
+    if not isinstance(levels, dict) or not levels:
+        raise InvalidExportError(
+            f"{file} is not an evaluation report: expected {{'labels': [...], 'levels': "
+            "{'volume': {...}, 'scan': {...}}} as written by 'resnet3d evaluate --out-dir', or a "
+            "single report with 'accuracy' and 'macro'",
+            path=file,
+        )
+    metrics = []
+    for level, report in levels.items():
+        if not isinstance(report, dict):
+            raise InvalidExportError(f"{file}: level {level!r} is not an object", path=file)
+        where = f"{split}, {level} level" + (
+            f" (n={report['n_samples']})" if "n_samples" in report else ""
+        )
+        values = [("accuracy", report.get("accuracy"))]
+        macro = report.get("macro") or {}
+        values += [(f"macro_{name}", macro.get(name)) for name in _EVAL_MACRO]
+        for name, value in values:
+            # Undefined values (None, e.g. AUROC with one class present) are left out.
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics.append(Metric(name=f"{level}_{name}", value=value, split=where))
+    labels = doc.get("labels")
+    return metrics, (list(labels) if isinstance(labels, list) else None)
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    eval_json: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    license: str | None = None,
+    dataset: str | None = None,
+    description: str | None = None,
+) -> Path:
+    """Turn a training checkpoint (``best.pt``) into a Hub-ready export folder.
+
+    The checkpoint is read with ``torch.load(weights_only=True)``; its model config, weights,
+    labels and preprocessing spec (``metadata["preprocessing"]``) go into the export, and the
+    metrics come from ``eval_json`` (see :func:`metrics_from_evaluation`).
+
+    Args:
+        checkpoint: A checkpoint written by ``resnet3d train``.
+        out_dir: The export folder (written atomically by :func:`save_pretrained`).
+        eval_json: ``evaluation.json`` of this checkpoint, from ``resnet3d evaluate``.
+        split: Which data ``eval_json`` was measured on.
+        license: SPDX id of the weights' license.
+        dataset: The training data, for the model card.
+        description: One line for the model card.
+
+    Returns:
+        The export folder.
+
+    Raises:
+        FileNotFoundError: If a file does not exist.
+        ValueError: If the checkpoint is unreadable or its weights do not match its config, or
+            the evaluation's labels are not the checkpoint's.
+    """
+    from .checkpoint import load_checkpoint
+    from .config import ResNet3DConfig
+    from .convert import strip_prefixes
+    from .resnet import ResNet3D
+
+    state = load_checkpoint(checkpoint)
+    try:
+        config = ResNet3DConfig.from_dict(state["model_config"])
+    except (TypeError, ValueError) as error:
+        raise InvalidExportError(f"{checkpoint}: invalid model_config: {error}") from None
+    model = ResNet3D(config)
+    weights = strip_prefixes(state["model"])
+    check_state_dict(weights, model, source=os.fspath(checkpoint))
+    model.load_state_dict(weights, strict=True)
+    metadata = state.get("metadata") or {}
+    labels = state.get("labels") or metadata.get("labels") or None
+    metrics: list[Metric] = []
+    if eval_json is not None:
+        metrics, eval_labels = metrics_from_evaluation(eval_json, split=split)
+        if labels and eval_labels and list(eval_labels) != list(labels):
+            raise ValueError(
+                f"{eval_json} evaluates labels {eval_labels} but {checkpoint} was trained "
+                f"with {list(labels)}: is it the evaluation of another model?"
+            )
+    return save_pretrained(
+        model.eval(),
+        out_dir,
+        preprocessing=metadata.get("preprocessing") or None,
+        labels=labels,
+        metrics=metrics,
+        license=license,
+        dataset=dataset,
+        description=description,
     )

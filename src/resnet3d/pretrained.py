@@ -44,8 +44,18 @@ __all__ = [
 #: CC-CCII's classes in the order the models output them (the paper's order).
 CCII_LABELS: tuple[str, ...] = ("NCP", "CP", "Normal")
 
-#: Keys a preprocessing spec may hold: the keyword arguments of ``volumes.SliceStacker``.
-PREPROCESSING_KEYS: tuple[str, ...] = ("depth", "size", "channels", "window", "stride", "remainder")
+#: Keys a preprocessing spec may hold: the fields of ``volumes.SliceStacker.to_dict()``.
+PREPROCESSING_KEYS: tuple[str, ...] = (
+    "depth",
+    "stride",
+    "size",
+    "channels",
+    "window",
+    "remainder",
+    "pad_mode",
+    "resample",
+    "dtype",
+)
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -155,7 +165,9 @@ class PretrainedEntry:
                 f"looks like a repo id), got {self.alias!r}"
             )
         if not isinstance(self.architecture, str) or not self.architecture:
-            raise ValueError(f"{self.alias}: architecture must be a model name, got {self.architecture!r}")
+            raise ValueError(
+                f"{self.alias}: architecture must be a model name, got {self.architecture!r}"
+            )
         unknown = [k for k in self.preprocessing if k not in PREPROCESSING_KEYS]
         if unknown:
             raise ValueError(
@@ -170,7 +182,9 @@ class PretrainedEntry:
         set_(self, "train_args", tuple(self.train_args))
         set_(self, "extra", MappingProxyType(dict(self.extra)))
         if self.repo_id is not None and not _REPO_ID.fullmatch(self.repo_id):
-            raise ValueError(f"{self.alias}: repo_id must look like 'org/name', got {self.repo_id!r}")
+            raise ValueError(
+                f"{self.alias}: repo_id must look like 'org/name', got {self.repo_id!r}"
+            )
         if self.revision is not None and not _HEX40.fullmatch(self.revision):
             raise ValueError(
                 f"{self.alias}: revision must be a pinned commit (40 lower-case hex digits), not a "
@@ -247,8 +261,8 @@ def recipe_commands(entry: PretrainedEntry) -> list[str]:
     """
     run_dir = RUN_DIR.format(alias=entry.alias)
     return [
-        " ".join([TRAIN_COMMAND, *entry.train_args, "--out", run_dir]),
-        f"resnet3d export {run_dir}/best.pt {run_dir}/export --eval-json {run_dir}/eval.json",
+        " ".join([TRAIN_COMMAND, *entry.train_args, "--out-dir", run_dir]),
+        f"resnet3d export {run_dir}/best.pt {run_dir}/export",
         f"resnet3d push {run_dir}/export YOUR_ORG/{entry.alias}",
     ]
 
@@ -264,9 +278,21 @@ def _ccii(
     return PretrainedEntry(
         alias=alias,
         architecture=architecture,
-        # The paper's slice stacking: n consecutive 512 x 512 x 3 slices, non-overlapping.
-        # CC-CCII ships 8-bit PNG/JPG slices, so there is no Hounsfield window to apply.
-        preprocessing={"depth": depth, "size": 512, "channels": 3, "window": None, "stride": depth},
+        # The paper's slice stacking: n consecutive slices resized to 512 x 512, RGB (3
+        # channels), non-overlapping (stride None = depth), a short remainder dropped. This is
+        # SliceStacker(depth=n, size=512).to_dict(), what `resnet3d train --depth n --size 512`
+        # records. CC-CCII ships 8-bit PNG/JPG slices, so there is no Hounsfield window.
+        preprocessing={
+            "depth": depth,
+            "stride": None,
+            "size": [512, 512],
+            "channels": 3,
+            "window": None,
+            "remainder": "drop",
+            "pad_mode": "edge",
+            "resample": "bilinear",
+            "dtype": "float32",
+        },
         labels=CCII_LABELS,
         description=description,
         dataset="CC-CCII, complete CT, patient-level split (paper's Table 1)",
@@ -426,11 +452,13 @@ def entries(pattern: str = "*") -> list[PretrainedEntry]:
 def _input_text(entry: PretrainedEntry) -> str:
     spec = entry.preprocessing
     parts = []
-    if "channels" in spec and "depth" in spec and "size" in spec:
-        parts.append(f"{spec['channels']} x {spec['depth']} x {spec['size']} x {spec['size']}")
+    size = spec.get("size")
+    hw = size if isinstance(size, (list, tuple)) else [size, size]
+    if "channels" in spec and "depth" in spec and size is not None:
+        parts.append(f"{spec['channels']} x {spec['depth']} x {hw[0]} x {hw[1]}")
     for key in ("window", "stride", "remainder"):
         if key in spec:
-            parts.append(f"{key}={spec[key]!r}")
+            parts.append(f"{key} {spec[key] if spec[key] is not None else 'none'}")
     return ", ".join(parts)
 
 
@@ -454,7 +482,7 @@ def table_markdown(pattern: str = "*") -> str:
     lines = [header, "|" + "---|" * 8]
     for entry in entries(pattern):
         if entry.published:
-            weights = f"`{entry.repo_id}` @ `{entry.revision[:12]}`"  # type: ignore[index]
+            weights = f"`{entry.repo_id}` @ `{(entry.revision or '')[:12]}`"
         else:
             weights = "not yet published"
         cells = [

@@ -15,10 +15,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*'")
     parser.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
     parser.add_argument("--num-classes", type=int, default=3, help="classes (default 3)")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="list the pretrained weights table (aliases for from_pretrained) instead",
+    )
     parser.set_defaults(func=run)
 
 
+def run_pretrained(pattern: str) -> int:
+    """Print the weights table: alias, architecture, input, status."""
+    from ..pretrained import entries
+
+    rows = []
+    for entry in entries(pattern):
+        spec = entry.preprocessing
+        size = spec.get("size")
+        hw = "x".join(map(str, size)) if isinstance(size, (list, tuple)) else str(size)
+        status = (
+            f"{entry.repo_id}@{(entry.revision or '')[:12]}" if entry.published else "not published"
+        )
+        rows.append(
+            (
+                entry.alias,
+                entry.architecture,
+                str(spec.get("channels")),
+                str(spec.get("depth")),
+                hw,
+                status,
+            )
+        )
+    if not rows:
+        print(f"no pretrained alias matches {pattern!r}; try 'resnet3d models --pretrained'")
+        return 1
+    header = ("alias", "model", "channels", "depth", "size", "weights")
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    if not any(entry.published for entry in entries(pattern)):
+        print(
+            "\nno weights are published yet; 'resnet3d.from_pretrained(ALIAS)' prints the "
+            "training recipe that produces them"
+        )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return run_pretrained(args.pattern)
     import torch
 
     from .. import create_model, list_models
