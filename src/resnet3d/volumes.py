@@ -662,6 +662,14 @@ class SliceStacker:
         vols = arr[np.where(pad, 0, idx)]
         if pad.any():
             vols[pad] = 0
+        if arr.ndim == 3 and self.dtype == "float32" and vols.dtype == np.uint8:
+            # Gray to float: divide straight into each channel of the output, one pass over
+            # the (largest) float array instead of a uint8 repeat followed by a conversion.
+            out = np.empty((len(vols), self.channels, *vols.shape[1:]), dtype=np.float32)
+            np.divide(vols, np.float32(255.0), out=out[:, 0], dtype=np.float32)
+            for c in range(1, self.channels):
+                out[:, c] = out[:, 0]
+            return out
         if arr.ndim == 3:
             out = einops.repeat(vols, "n d h w -> n c d h w", c=self.channels)
         else:
