@@ -23,6 +23,19 @@ _EXPORTS = {
     "Bottleneck3d": "blocks",
     "ZeroPadShortcut": "blocks",
     "ProjectionShortcut": "blocks",
+    "from_pretrained": "hub",
+    "save_pretrained": "hub",
+    "push_to_hub": "hub",
+    "list_pretrained": "pretrained",
+    "register_pretrained": "pretrained",
+    "SliceStacker": "volumes",
+    "load_scan": "volumes",
+    "ScanIndex": "data",
+    "VolumeDataset": "data",
+    "split_by_patient": "data",
+    "classification_report": "metrics",
+    "TrainConfig": "train",
+    "Trainer": "train",
 }
 _SUBMODULES = (
     "config",
@@ -39,6 +52,13 @@ _SUBMODULES = (
     "hub",
     "convert",
     "train",
+    "workflows",
+    "inference",
+    "checkpoint",
+    "distributed",
+    "cache",
+    "readers",
+    "errors",
     "explain",
 )
 
@@ -54,14 +74,33 @@ __all__ = [  # noqa: RUF022  (grouped by module, as in _EXPORTS)
     "Bottleneck3d",
     "ZeroPadShortcut",
     "ProjectionShortcut",
+    "from_pretrained",
+    "save_pretrained",
+    "push_to_hub",
+    "list_pretrained",
+    "register_pretrained",
+    "SliceStacker",
+    "load_scan",
+    "ScanIndex",
+    "VolumeDataset",
+    "split_by_patient",
+    "classification_report",
+    "TrainConfig",
+    "Trainer",
 ]
 
 if TYPE_CHECKING:
     from .blocks import BasicBlock3d, Bottleneck3d, ProjectionShortcut, ZeroPadShortcut
     from .config import ResNet3DConfig
+    from .data import ScanIndex, VolumeDataset, split_by_patient
+    from .hub import from_pretrained, push_to_hub, save_pretrained
     from .layers import Conv2Plus1d
+    from .metrics import classification_report
+    from .pretrained import list_pretrained, register_pretrained
     from .registry import create_model, list_models, register_model
     from .resnet import ResNet3D
+    from .train import TrainConfig, Trainer
+    from .volumes import SliceStacker, load_scan
 
 
 def __getattr__(name: str) -> Any:

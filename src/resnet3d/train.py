@@ -2,7 +2,7 @@
 
 Defaults follow PAPER.md: cross-entropy, Adam at 1e-3, learning rate x0.1 every 10 epochs,
 20 epochs, batch 32. The loop is data-agnostic: it trains on any data set whose items are
-``(volume C x D x H x W, label, scan_id, patient_id)``; :func:`resnet3d.recipes.fit_from_folder`
+``(volume C x D x H x W, label, scan_id, patient_id)``; :func:`resnet3d.workflows.fit_from_folder`
 builds those from a CC-CCII-style folder.
 
 Resuming is exact: the data order of an epoch depends only on the seed and the epoch, and

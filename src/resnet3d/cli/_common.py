@@ -1,0 +1,124 @@
+"""Helpers shared by the subcommands (not a subcommand: the leading underscore hides it)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import CLIError
+
+
+def add_model_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--checkpoint PATH | --pretrained NAME`` (one of them)."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--checkpoint", type=Path, help="a training checkpoint (last.pt/best.pt)")
+    group.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="a weights alias (resnet3d models --pretrained), a Hub repo id or an export folder",
+    )
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """The model named by ``--checkpoint`` or ``--pretrained``, with its preprocessing spec."""
+    if getattr(args, "checkpoint", None) is not None:
+        from ..workflows import model_from_checkpoint
+
+        return model_from_checkpoint(args.checkpoint)
+    from ..hub import from_pretrained
+
+    return from_pretrained(args.pretrained)
+
+
+def add_stacker_args(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """Volume-builder options; with ``defaults=False`` they only override a model's spec."""
+    group = parser.add_argument_group("volumes (how scans become C x D x H x W volumes)")
+    group.add_argument(
+        "--depth",
+        type=int,
+        default=4 if defaults else None,
+        help="slices per volume" + (" (default 4, the paper's best)" if defaults else ""),
+    )
+    group.add_argument(
+        "--size",
+        type=int,
+        default=512 if defaults else None,
+        help="slice height and width after resizing" + (" (default 512)" if defaults else ""),
+    )
+    group.add_argument(
+        "--channels",
+        type=int,
+        default=3 if defaults else None,
+        help="input channels: 3 (the paper's RGB slices) or 1"
+        + (" (default 3)" if defaults else ""),
+    )
+    group.add_argument(
+        "--window",
+        default=None,
+        help="CT window for HU data: lung, mediastinum or CENTER,WIDTH (8-bit data pass through)",
+    )
+    group.add_argument(
+        "--remainder",
+        choices=("drop", "pad", "overlap"),
+        default="drop" if defaults else None,
+        help="trailing slices that do not fill a volume" + (" (default drop)" if defaults else ""),
+    )
+
+
+def stacker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The stacker fields given on the command line (``None`` for the ones not given)."""
+    window: Any = args.window
+    if window is not None and "," in window:
+        try:
+            center, width = (float(v) for v in window.split(","))
+        except ValueError:
+            raise CLIError(f"--window {window!r}: expected a name or CENTER,WIDTH") from None
+        window = (center, width)
+    size = None if args.size is None else (args.size, args.size)
+    return {
+        "depth": args.depth,
+        "size": size,
+        "channels": args.channels,
+        "window": window,
+        "remainder": args.remainder,
+    }
+
+
+def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    """A plain aligned table on stdout."""
+    cells = [[str(v) for v in header]] + [[str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write dicts as CSV (by suffix .csv) or JSON, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if path.suffix.lower() == ".csv":
+        flat = [_flatten(row) for row in rows]
+        fields = list(dict.fromkeys(k for row in flat for k in row))
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(flat)
+    else:
+        tmp.write_text(json.dumps(rows, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}_"))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,95 @@
+"""``resnet3d evaluate``: metrics at volume, scan and patient level, with plots and JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import CLIError
+from ._common import add_model_source, add_stacker_args, load_model, stacker_kwargs
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a model on a data set split: volume, scan and patient level",
+        description="Evaluate a checkpoint or pretrained model. With --checkpoint the run's "
+        "patient split (split.json next to it) selects --split; with --pretrained, "
+        "--split-file gives a split or the whole data set is used. Writes evaluation.json "
+        "and confusion-matrix and ROC plots (PNG) per level to --out.",
+    )
+    add_model_source(parser)
+    parser.add_argument("--data", required=True, type=Path, help="data set root (or CSV)")
+    parser.add_argument("--layout", choices=("auto", "ccii", "tree", "csv"), default="auto")
+    parser.add_argument(
+        "--split",
+        choices=("train", "valid", "test", "all"),
+        default="test",
+        help="which patients to evaluate (default test)",
+    )
+    parser.add_argument(
+        "--split-file",
+        type=Path,
+        default=None,
+        help="split.json (default: the one next to --checkpoint)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for evaluation.json and plots (default: next to the model)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="fp32")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="volume cache folder")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--ci", action="store_true", help="bootstrap 95%% intervals (resampling patients)"
+    )
+    add_stacker_args(parser, defaults=False)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import Split, VolumeDataset
+    from ..workflows import evaluate_model, open_index, stacker_for
+
+    model = load_model(args)
+    stacker = stacker_for(model, **stacker_kwargs(args))
+    index = open_index(args.data, args.layout)
+    split_file = args.split_file
+    if split_file is None and args.checkpoint is not None:
+        split_file = args.checkpoint.parent / "split.json"
+    if args.split == "all":
+        subset = index
+    else:
+        if split_file is None or not split_file.exists():
+            raise CLIError(
+                f"--split {args.split} needs a patient split: pass --split-file or "
+                "--split all" + (f" ({split_file} does not exist)" if split_file else "")
+            )
+        subset = Split.from_json(split_file, index)[args.split]
+    dataset = VolumeDataset(subset, stacker, cache=args.cache)
+    out = args.out
+    if out is None:
+        base = args.checkpoint.parent if args.checkpoint is not None else Path(".")
+        out = base / f"eval-{args.split}"
+    evaluation = evaluate_model(
+        model,
+        dataset,
+        out_dir=out,
+        plots=not args.no_plots,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        workers=args.workers,
+        ci=args.ci,
+    )
+    print(f"evaluated {len(dataset)} volumes of {len(subset)} scans ({args.split} split)")
+    print(evaluation.summary())
+    print()
+    print(evaluation.reports["patient"].to_markdown())
+    print(f"wrote {', '.join(str(p) for p in evaluation.files)}")
+    return 0
