@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import einops
@@ -199,3 +201,12 @@ def test_invalid_settings_are_explained(kwargs: dict[str, object], match: str) -
 def test_from_dict_unknown_key() -> None:
     with pytest.raises(ValueError, match="Did you mean 'depth'"):
         SliceStacker.from_dict({"dept": 4})
+
+
+def test_volumes_and_cache_import_neither_torch_nor_the_models() -> None:
+    code = (
+        "import sys, resnet3d.volumes, resnet3d.readers, resnet3d.cache, resnet3d.errors\n"
+        "bad = [m for m in ('torch', 'resnet3d.resnet', 'resnet3d.blocks') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -45,7 +45,9 @@ __all__ = [
     "is_junk_name",
     "list_slices",
     "natural_key",
+    "normalize_mode",
     "open_image",
+    "order_dicom",
     "read_dicom",
     "read_nifti",
     "read_slice",
@@ -595,11 +597,10 @@ def open_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             decompression bomb): the file is rejected after reading its header only.
     """
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (and above 2x its own limit, raises) for huge images; our own limit
-            # below is the one that applies, so silence the warning and translate the error.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+        # Pillow raises above twice its own MAX_IMAGE_PIXELS (translated below); between one
+        # and two times it warns. No warnings.catch_warnings() here: it is not thread-safe
+        # and this runs in decoding threads.
+        im = Image.open(path)
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(
             f"{os.fspath(path)}: rejected as a decompression bomb before decoding: {error}",
