@@ -293,7 +293,9 @@ def _check_root(root: str | os.PathLike[str]) -> Path:
         raise DatasetLayoutError(
             f"data set root {os.fspath(path)!r} is a file, expected a folder", path=path
         )
-    if not any(not is_junk_name(e.name) for e in os.scandir(path)):
+    with os.scandir(path) as entries:
+        empty = not any(not is_junk_name(e.name) for e in entries)
+    if empty:
         raise DatasetLayoutError(f"data set root {os.fspath(path)!r} is empty", path=path)
     return path
 
@@ -325,15 +327,17 @@ def _resolve_classes(
 ) -> list[str]:
     present = [c for c in classes if c in found]
     missing = [c for c in classes if c not in found]
+    # Hint only with folders that are not classes themselves ('CP' missing: not 'NCP').
+    spare = [f for f in found if f not in classes]
     for name in missing:
         message = (
             f"{root / name}: class folder {name!r} is missing; found {sorted(found)}."
-            + _hint(name, found)
+            + _hint(name, spare)
         )
         if not present or not lenient:
             raise DatasetLayoutError(
                 f"{root}: expected class folders {list(classes)}, found {sorted(found)}; "
-                f"{name!r} is missing." + _hint(name, found),
+                f"{name!r} is missing." + _hint(name, spare),
                 path=root / name,
             )
         issues.error("missing_class", root / name, message)
