@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ from resnet3d.readers import is_junk_name, list_slices, natural_key, read_slice,
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402
 
-warnings.filterwarnings("ignore", message="Expected explicit VR", category=UserWarning)
+# some of pydicom's test files declare explicit VR but are implicit; pydicom warns and copes
+pytestmark = pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
 
 
 def _gray(value: int, size: int = 8) -> Image.Image:
@@ -251,6 +251,15 @@ def test_nifti_axial_slices_in_display_orientation(tmp_path: Path) -> None:
                 assert got[s, r, c] == world[x - 1 - c, y - 1 - r, s]
     np.testing.assert_array_equal(readers.read_nifti(lps), got)
     assert scan_files(ras).n_slices == z
+
+    with pytest.raises(InconsistentScanError, match="2 NIfTI volumes"):
+        scan_files(tmp_path)  # one scan is one volume
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    shutil.copy(ras, folder / "ct.nii.gz")
+    (folder / "notes.txt").write_text("junk is fine")
+    assert scan_files(folder).path == folder / "ct.nii.gz"
+    assert list_slices(folder) == [folder / "ct.nii.gz"]
 
     vol = volumes.load_scan(ras, depth=3, size=None, channels=1, window=(50.0, 1000.0))
     assert vol.shape == (1, 1, 3, y, x)
