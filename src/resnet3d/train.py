@@ -83,6 +83,10 @@ class TrainConfig:
         sync_bn: Use SyncBatchNorm across processes (multi-GPU runs).
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``...; ``None`` picks CUDA when present.
         progress: Show progress bars (rank 0 only).
+        pretrained: Start from these weights instead of a random initialisation: anything
+            :func:`resnet3d.from_pretrained` accepts (alias, Hub repo, export folder). The
+            classifier is re-initialised for the data set's classes when their number
+            differs; ``model`` is then ignored (the architecture comes with the weights).
     """
 
     out_dir: str = "runs/resnet3d"
@@ -105,6 +109,7 @@ class TrainConfig:
     sync_bn: bool = False
     device: str | None = None
     progress: bool = True
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "grad_accum"):
@@ -210,8 +215,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
 
         torch.manual_seed(config.seed)
-        overrides = {"num_classes": len(self.labels), **config.model_overrides}
-        self.model: ResNet3D = create_model(config.model, **overrides).to(device)
+        self.model: ResNet3D = self._build_model().to(device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self.optimizer = torch.optim.Adam(
@@ -259,6 +263,21 @@ class Trainer:
             if valid_set is not None and len(valid_set) > 0  # type: ignore[arg-type]
             else None
         )
+
+    def _build_model(self) -> ResNet3D:
+        config = self.config
+        if config.pretrained is None:
+            overrides = {"num_classes": len(self.labels), **config.model_overrides}
+            return create_model(config.model, **overrides)
+        from .hub import from_pretrained
+
+        model = from_pretrained(
+            config.pretrained,
+            num_classes=len(self.labels),
+            in_channels=config.model_overrides.get("in_channels"),
+        )
+        logger.info("starting from pretrained weights %s", config.pretrained)
+        return model.train()
 
     # ------------------------------------------------------------------ checkpoints
     @property

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .data import CCII_CLASSES, ScanIndex, Split, VolumeDataset, split_by_patient
+from .data import ScanIndex, Split, VolumeDataset, split_by_patient
 from .distributed import DistInfo
 from .inference import (
     Predictions,
@@ -38,42 +38,8 @@ from .volumes import SliceStacker
 
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("auto", "ccii", "tree", "csv")
 LEVELS = ("volume", "scan", "patient")
 SPLIT_FILE = "split.json"
-
-
-def open_index(data: str | os.PathLike[str], layout: str = "auto", **kwargs: Any) -> ScanIndex:
-    """Index a data set: the CC-CCII layout, a plain ``class/scan`` tree, or a CSV.
-
-    Args:
-        data: Data set root (or a CSV file for ``layout="csv"``).
-        layout: ``"ccii"`` (``ROOT/{NCP,CP,Normal}/<patient>/<scan>``), ``"tree"``
-            (``ROOT/<class>/<scan>``), ``"csv"``, or ``"auto"``: CSV for a file, CC-CCII when
-            the three class folders exist, else a tree.
-        **kwargs: Passed to the :class:`~resnet3d.data.ScanIndex` constructor used.
-
-    Raises:
-        FileNotFoundError: If ``data`` does not exist.
-        ValueError: For an unknown layout or a bad data set (the library's own errors).
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not supported; choose one of {list(LAYOUTS)}")
-    path = Path(data)
-    if not path.exists():
-        raise FileNotFoundError(f"data set not found: {path}")
-    if layout == "auto":
-        if path.is_file():
-            layout = "csv"
-        elif all((path / name).is_dir() for name in CCII_CLASSES):
-            layout = "ccii"
-        else:
-            layout = "tree"
-    if layout == "csv":
-        return ScanIndex.from_csv(path, **kwargs)
-    if layout == "ccii":
-        return ScanIndex.from_ccii(path, **kwargs)
-    return ScanIndex.from_tree(path, **kwargs)
 
 
 def load_or_make_split(
@@ -113,11 +79,11 @@ def fit_from_folder(
     """Train on a folder of scans with a patient-level split saved next to the checkpoints.
 
     Args:
-        data: The data set (see :func:`open_index`).
+        data: The data set (see :meth:`~resnet3d.data.ScanIndex.from_path`).
         config: The training run.
         stacker: How scans become volumes (stored in the checkpoints as the model's
             preprocessing spec).
-        layout: Data set layout (see :func:`open_index`).
+        layout: ``"auto"``, ``"ccii"``, ``"tree"`` or ``"csv"``.
         fractions: Train, valid, test shares of each class's patients.
         split_seed: Seed of the split.
         resume: ``None``, ``"auto"`` or a checkpoint path (see :meth:`Trainer.fit`).
@@ -126,7 +92,7 @@ def fit_from_folder(
     Returns:
         The :class:`~resnet3d.train.TrainResult`.
     """
-    index = open_index(data, layout)
+    index = ScanIndex.from_path(data, layout)
     split = load_or_make_split(index, config.out_dir, fractions, split_seed)
     logger.info("split: %s", split.summary())
     train_set = VolumeDataset(split.train, stacker, cache=cache)

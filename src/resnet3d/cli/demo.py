@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import phantom
-    from ..data import VolumeDataset
+    from ..data import ScanIndex, VolumeDataset
     from ..hub import from_pretrained
     from ..inference import resolve_device
     from ..train import TrainConfig, Trainer
     from ..volumes import SliceStacker
-    from ..workflows import evaluate_model, load_or_make_split, open_index, predict_scans
+    from ..workflows import evaluate_model, load_or_make_split, predict_scans
 
     start = time.perf_counter()
     out: Path = args.out
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     step(2, "indexing the scans and splitting them by patient (no patient in two splits)")
-    index = open_index(root)
+    index = ScanIndex.from_path(root)
     run_dir = out / "run"
     split = load_or_make_split(index, run_dir, fractions=(0.6, 0.2, 0.2), seed=args.seed)
     print(split.summary())

@@ -53,12 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import Split, VolumeDataset
-    from ..workflows import evaluate_model, open_index, stacker_for
+    from ..data import ScanIndex, Split, VolumeDataset
+    from ..workflows import evaluate_model, stacker_for
 
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
-    index = open_index(args.data, args.layout)
+    index = ScanIndex.from_path(args.data, args.layout)
     split_file = args.split_file
     if split_file is None and args.checkpoint is not None:
         split_file = args.checkpoint.parent / "split.json"

@@ -31,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out-dir", type=Path, default=None, help="run folder (default runs/MODEL-dDEPTH)"
     )
     parser.add_argument("--model", default="resnet18", help="model name (resnet3d models)")
+    parser.add_argument(
+        "--pretrained",
+        default=None,
+        metavar="NAME",
+        help="start from pretrained weights (alias, Hub repo or export folder); the head is "
+        "re-initialised when the class count differs",
+    )
     add_stacker_args(parser)
     group = parser.add_argument_group("recipe")
     group.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         sync_bn=args.sync_bn,
         device=args.device,
         progress=not args.no_progress,
+        pretrained=args.pretrained,
     )
     stacker = SliceStacker(**stacker_kwargs(args))
     try:

@@ -1,0 +1,207 @@
+"""The train / evaluate / predict commands end to end on a tiny phantom, and their bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resnet3d import phantom
+from resnet3d.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("cli")
+    root = phantom.write_dataset(
+        base / "data", patients=9, size=32, seed=1, slices=(8, 8), scans_per_patient=(1, 1)
+    )
+    run = base / "run"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(root),
+            "--out-dir",
+            str(run),
+            "--model",
+            "resnet10",
+            "--size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--lr-step",
+            "1",
+            "--fractions",
+            "0.34",
+            "0.33",
+            "0.33",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return root, run
+
+
+def test_train_writes_checkpoints_split_and_log(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    for name in ("last.pt", "best.pt", "split.json", "log.csv"):
+        assert (run / name).is_file(), name
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+
+
+def test_train_resume_auto_continues(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, run = trained
+    code = main(
+        [
+            "train",
+            "--data",
+            str(root),
+            "--out-dir",
+            str(run),
+            "--model",
+            "resnet10",
+            "--size",
+            "32",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "4",
+            "--lr-step",
+            "1",
+            "--fractions",
+            "0.34",
+            "0.33",
+            "0.33",
+            "--no-progress",
+            "--resume",
+            "auto",
+        ]
+    )
+    assert code == 0
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 4
+
+
+def test_evaluate_levels_plots_and_json(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, run = trained
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--data",
+                str(root),
+                "--split",
+                "test",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "volume" in text and "patient" in text
+    document = json.loads((out / "evaluation.json").read_text())
+    assert set(document["levels"]) == {"volume", "scan", "patient"}
+    assert document["levels"]["patient"]["n_samples"] == 3  # one test patient per class
+    for level in ("volume", "scan", "patient"):
+        assert (out / f"confusion_{level}.png").stat().st_size > 0
+        assert (out / f"roc_{level}.png").stat().st_size > 0
+
+
+def test_predict_table_and_files(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, run = trained
+    scans = sorted(p for p in (root / "NCP").glob("*/*") if p.is_dir())[:2]
+    out_json, out_csv = tmp_path / "p.json", tmp_path / "p.csv"
+    assert (
+        main(
+            [
+                "predict",
+                *map(str, scans),
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--json",
+                str(out_json),
+                "--csv",
+                str(out_csv),
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(out_json.read_text())
+    assert [Path(r["scan"]) for r in rows] == scans
+    for row in rows:
+        assert set(row["probabilities"]) == {"NCP", "CP", "Normal"}
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+        assert row["n_volumes"] == 2  # 8 slices, depth 4
+    assert out_csv.read_text().startswith("scan,")
+    assert "prediction" in capsys.readouterr().out
+
+
+def test_train_missing_data_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out-dir", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_evaluate_pretrained_without_split_is_a_clear_error(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, run = trained
+    from resnet3d.workflows import model_from_checkpoint
+
+    export = tmp_path / "export"
+    model = model_from_checkpoint(run / "best.pt")
+    model.save_pretrained(
+        export,
+        preprocessing=model.pretrained_cfg["preprocessing"],
+        labels=model.pretrained_cfg["labels"],
+    )
+    assert main(["evaluate", "--pretrained", str(export), "--data", str(root)]) == 2
+    assert "--split-file" in capsys.readouterr().err
+    # With --split all it evaluates every scan, configured from the export's spec.
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pretrained",
+                str(export),
+                "--data",
+                str(root),
+                "--split",
+                "all",
+                "--out",
+                str(tmp_path / "e"),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+
+
+def test_predict_missing_scan_and_unpublished_alias(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run = trained
+    assert main(["predict", str(tmp_path / "missing"), "--checkpoint", str(run / "best.pt")]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--pretrained", "ccii-depth4"]) == 2
+    assert "resnet3d train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "demo", "models"])
+def test_help_texts(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert len(capsys.readouterr().out) > 200
