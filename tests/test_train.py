@@ -240,3 +240,18 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
     assert state["epoch"] in (1, 2)
     removed = clean_temporary_files(tmp_path)
     assert removed and not any(".tmp-" in p.name for p in tmp_path.iterdir())
+
+
+def test_last_batch_of_one_sample_is_dropped_not_fatal(tmp_path: Path) -> None:
+    # 9 volumes in batches of 4 leave one: BatchNorm cannot train on a single 1x1x1 map.
+    config = TrainConfig(
+        out_dir=str(tmp_path),
+        model="resnet10",
+        model_overrides=dict(TINY),
+        epochs=1,
+        batch_size=4,
+        progress=False,
+    )
+    trainer = Trainer(config, ToyVolumes(9, 0), None, LABELS)
+    trainer.fit()
+    assert trainer.step == 2

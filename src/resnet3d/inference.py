@@ -148,13 +148,16 @@ def make_loader(
     shuffle: bool,
     seed: int = 0,
     workers: int | None = None,
-    drop_last: bool = False,
+    drop_last: bool | str = False,
 ) -> DataLoader:
     """A DataLoader over ``IndexedDataset(dataset)`` with a ``DistributedSampler``.
 
     The sampler is used for one process too: its order depends only on ``seed`` and the epoch
     set with ``sampler.set_epoch``, which is what makes a resumed run repeat an
     uninterrupted one exactly.
+
+    ``drop_last="single"`` drops the last batch only when it would hold one sample: training
+    BatchNorm cannot normalise a single volume whose feature map has shrunk to 1 x 1 x 1.
     """
     sampler: DistributedSampler[Any] = DistributedSampler(
         IndexedDataset(dataset),
@@ -162,8 +165,10 @@ def make_loader(
         rank=dist_info.rank,
         shuffle=shuffle,
         seed=seed,
-        drop_last=drop_last,
+        drop_last=False,
     )
+    if drop_last == "single":
+        drop_last = sampler.num_samples % batch_size == 1 and sampler.num_samples > 1
     workers = default_workers(device, dist_info.world_size) if workers is None else workers
     return DataLoader(
         sampler.dataset,
@@ -172,7 +177,7 @@ def make_loader(
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
-        drop_last=drop_last,
+        drop_last=bool(drop_last),
     )
 
 

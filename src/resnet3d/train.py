@@ -250,6 +250,7 @@ class Trainer:
             shuffle=True,
             seed=config.seed,
             workers=config.workers,
+            drop_last="single",
         )
         self.valid_loader = (
             make_loader(
