@@ -509,3 +509,22 @@ def test_cli_refuses_a_non_empty_folder_without_overwrite(
 def test_phantom_does_not_import_torch() -> None:
     code = "import sys, resnet3d.phantom; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_lesion_scale_grows_findings_and_keeps_the_default() -> None:
+    base = phantom.generate_scan("NCP", seed=7, n_slices=12, size=64)
+    same = phantom.generate_scan("NCP", seed=7, n_slices=12, size=64, lesion_scale=1.0)
+    assert np.array_equal(base.slices, same.slices)
+    big = phantom.generate_scan("NCP", seed=7, n_slices=12, size=64, lesion_scale=2.0)
+    assert big.lesion_mask.sum() > 1.5 * base.lesion_mask.sum()
+    # Only the findings change: the anatomy is the same and nothing outside the lungs moves.
+    assert np.array_equal(big.lung_mask, base.lung_mask)
+    changed = big.hu != base.hu
+    assert changed.any() and not (changed & ~big.lung_mask).any()
+    normal = phantom.generate_scan("Normal", seed=7, n_slices=12, size=64, lesion_scale=3.0)
+    assert not normal.lesion_mask.any()
+    for bad in (0.0, 10.0):
+        with pytest.raises(ValueError, match="lesion_scale"):
+            phantom.generate_scan("NCP", seed=7, n_slices=4, size=32, lesion_scale=bad)
+    with pytest.raises(TypeError, match="lesion_scale"):
+        phantom.generate_scan("NCP", seed=7, n_slices=4, size=32, lesion_scale="2")

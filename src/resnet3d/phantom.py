@@ -235,7 +235,7 @@ def _unit2(rng: np.random.Generator) -> tuple[float, float]:
             return a / n, b / n
 
 
-def _make_patient(seed: int, label: str) -> _Patient:
+def _make_patient(seed: int, label: str, lesion_scale: float = 1.0) -> _Patient:
     rng = _rng(seed, 0)
     u = rng.uniform
     body_rx, body_ry = u(0.82, 0.9), u(0.56, 0.63)
@@ -341,8 +341,8 @@ def _make_patient(seed: int, label: str) -> _Patient:
                         z=zc + frng.uniform(-0.03, 0.03),
                         a=a,
                         b=b,
-                        rn=frng.uniform(0.08, 0.14),
-                        rt=frng.uniform(0.12, 0.22),
+                        rn=frng.uniform(0.08, 0.14) * lesion_scale,
+                        rt=frng.uniform(0.12, 0.22) * lesion_scale,
                         rz=frng.uniform(0.1, 0.17),
                         hu=frng.uniform(-550.0, -300.0),
                     )
@@ -382,8 +382,8 @@ def _make_patient(seed: int, label: str) -> _Patient:
                         z=frng.uniform(g0, g1),
                         a=a,
                         b=b,
-                        rn=radius,
-                        rt=radius,
+                        rn=radius * lesion_scale,
+                        rt=radius * lesion_scale,
                         rz=max(0.5 * (g1 - g0), 0.1),
                         hu=frng.uniform(-120.0, 0.0),
                     )
@@ -738,6 +738,14 @@ def _check_range(name: str, value: Any, minimum: int, maximum: int) -> tuple[int
     return lo, hi
 
 
+def _check_scale(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"lesion_scale must be a number, got {value!r}")
+    if not 0.25 <= float(value) <= 4.0:
+        raise ValueError(f"lesion_scale must be in [0.25, 4], got {value!r}")
+    return float(value)
+
+
 def _check_window(window: Any) -> tuple[float, float]:
     try:
         center, width = (float(v) for v in window)
@@ -777,6 +785,7 @@ def generate_scan(
     scan: int = 0,
     return_hu: bool = True,
     window: tuple[float, float] = LUNG_WINDOW,
+    lesion_scale: float = 1.0,
 ) -> PhantomScan:
     """Draw one synthetic chest-CT scan.
 
@@ -795,6 +804,9 @@ def generate_scan(
         scan: Index of the scan within the patient (>= 0).
         return_hu: Keep the float32 HU volume in the result (else ``hu`` is ``None``).
         window: ``(center, width)`` in HU of the window that maps HU to 8-bit gray.
+        lesion_scale: Multiplies the in-plane size of the ground-glass opacities and of the
+            consolidation patches (1.0: as drawn; the demo uses more at small slice sizes,
+            where the default opacities are only a few pixels wide).
 
     Returns:
         The scan: windowed ``uint8`` slices, HU volume, lesion and lung masks.
@@ -813,7 +825,8 @@ def generate_scan(
     size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
     scan = _check_int("scan", scan, 0)
     window = _check_window(window)
-    patient = _make_patient(seed, label)
+    lesion_scale = _check_scale(lesion_scale)
+    patient = _make_patient(seed, label, lesion_scale)
     hu, lung, lesion = _render(patient, _rng(seed, 2, scan), n_slices, size)
     return PhantomScan(
         label=label,
@@ -943,6 +956,7 @@ def write_dataset(
     vary_size: bool = False,
     overwrite: bool = False,
     window: tuple[float, float] = LUNG_WINDOW,
+    lesion_scale: float = 1.0,
 ) -> Path:
     """Write a synthetic data set in the CC-CCII layout.
 
@@ -975,6 +989,7 @@ def write_dataset(
         vary_size: Let each scan's size vary by up to 1/8 around ``size`` (never below 32).
         overwrite: Replace an earlier phantom data set in ``out_dir``.
         window: ``(center, width)`` in HU of the window that maps HU to 8-bit gray.
+        lesion_scale: In-plane size factor of the findings (see :func:`generate_scan`).
 
     Returns:
         The data set's root folder.
@@ -1000,6 +1015,7 @@ def write_dataset(
     slice_range = _check_range("slices", slices, 1, MAX_SLICES)
     scan_range = _check_range("scans_per_patient", scans_per_patient, 1, MAX_SCANS_PER_PATIENT)
     window = _check_window(window)
+    lesion_scale = _check_scale(lesion_scale)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -1049,6 +1065,7 @@ def write_dataset(
         "masks": masks,
         "vary_size": vary_size,
         "window": list(window),
+        "lesion_scale": lesion_scale,
     }
 
     _write_atomic(out / MARKER_NAME, json.dumps(settings, indent=1).encode("utf-8"))
@@ -1073,6 +1090,7 @@ def write_dataset(
                     scan=s,
                     return_hu=False,
                     window=window,
+                    lesion_scale=lesion_scale,
                 )
                 final = patient_dir / info["scan_id"]
                 tmp = patient_dir / f".{info['scan_id']}.partial"
