@@ -40,15 +40,6 @@ PAPER_INPUT = (3, 4, 512, 512)
 #: The issue's FLOP counts for resnet18 at :data:`PAPER_INPUT` (GFLOP per sample).
 EXPECTED_RESNET18_GFLOP = (101.6, 270.2)
 
-_MONAI_NAMES = (
-    "resnet10",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnet200",
-)
 _TORCHVISION = {"resnet18": "r3d_18", "resnet18_2plus1d": "r2plus1d_18"}
 LIBRARIES = ("resnet3d", "monai", "torchvision")
 
@@ -78,35 +69,34 @@ def reference_models(
 ) -> dict[str, nn.Module]:
     """Other libraries' networks to time beside ``ours`` (created with ``name``).
 
-    MONAI's ResNet is built with ours' stem kernel and stride and shortcut type, without a
-    downsample bias, and ``ours`` is loaded with its state dict (strict), so both compute the
-    same function. torchvision's nets are added for ``resnet18`` and ``resnet18_2plus1d``
-    when torchvision imports.
+    MONAI's ``ResNet`` is built with ours' block, layers, widths, stem kernel, stride and
+    pool, and shortcut type, without a downsample bias, and ``ours`` is loaded with its
+    state dict (strict), so both compute the same function. MONAI has no (2+1)D ResNet.
+    torchvision's nets are added for ``resnet18`` and ``resnet18_2plus1d`` when torchvision
+    imports (at their own widths).
 
     Returns:
         Library name -> model, for the libraries that have a counterpart and import.
     """
     config: Any = getattr(ours, "config")  # noqa: B009 - a ResNet3D's config
     refs: dict[str, nn.Module] = {}
-    identical_shape = (
-        config.conv == "3d"
-        and config.stem_pool
-        and tuple(config.widths) == (64, 128, 256, 512)
-        and name in _MONAI_NAMES
-    )
-    if "monai" in libraries and identical_shape:
+    if "monai" in libraries and config.conv == "3d":
         try:
-            from monai.networks import nets
+            from monai.networks.nets import ResNet
         except ImportError:
             logger.warning("MONAI is not installed (pip install monai): no MONAI column")
         else:
-            monai_model = getattr(nets, name)(
+            monai_model = ResNet(
+                block=config.block,
+                layers=list(config.layers),
+                block_inplanes=list(config.widths),
                 spatial_dims=3,
                 n_input_channels=config.in_channels,
-                num_classes=config.num_classes,
                 conv1_t_size=config.stem_kernel,
                 conv1_t_stride=config.stem_stride,
+                no_max_pool=not config.stem_pool,
                 shortcut_type=config.shortcut,
+                num_classes=config.num_classes,
                 bias_downsample=False,
             )
             ours.load_state_dict(monai_model.state_dict(), strict=True)
@@ -165,6 +155,8 @@ class ModelBenchResult:
             f"timing: {s['warmup']} warm-up calls, then {s['passes']} passes of 1 + "
             f"{s['calls']} calls per configuration; median (min) ms per sample.",
         ]
+        if s.get("widths"):
+            lines.append(f"Stage widths {s['widths']} instead of the paper's (a quick check).")
         for mode in s["modes"]:
             title = (
                 "Forward (inference: eval, no_grad)"
@@ -282,6 +274,7 @@ def bench_models(
     batch: int = 2,
     input_shape: Sequence[int] = (3, 4, 128, 128),
     num_classes: int = 3,
+    widths: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
     libraries: Sequence[str] = LIBRARIES,
     warmup: int = 2,
@@ -301,6 +294,8 @@ def bench_models(
         batch: Samples per call.
         input_shape: ``(C, D, H, W)`` of one sample.
         num_classes: Classifier outputs.
+        widths: Stage widths instead of the models' own (MONAI gets the same), e.g. tiny
+            ones for a quick check; ``None`` keeps the paper's.
         device: ``"cpu"``, ``"cuda"``...
         libraries: Which of ``resnet3d``, ``monai``, ``torchvision`` to time (resnet3d
             always).
@@ -347,6 +342,7 @@ def bench_models(
             "batch": batch,
             "input": list(shape),
             "num_classes": num_classes,
+            "widths": None if widths is None else list(widths),
             "device": str(device),
             "libraries": list(libraries),
             "warmup": warmup,
@@ -358,7 +354,10 @@ def bench_models(
     dynamo_config = _dynamo_limits()
     for name in models:
         torch.manual_seed(seed)
-        ours = create_model(name, in_channels=shape[0], num_classes=num_classes)
+        overrides: dict[str, Any] = {"in_channels": shape[0], "num_classes": num_classes}
+        if widths is not None:
+            overrides["widths"] = tuple(widths)
+        ours = create_model(name, **overrides)
         refs = reference_models(name, ours, libraries)
         nets = {"resnet3d": ours, **refs}
         flops = count_flops(ours, shape)

@@ -82,6 +82,8 @@ class TrainBenchResult:
             "steps; median (min).",
             "",
         ]
+        if s.get("widths"):
+            lines[-1:-1] = [f"Stage widths {s['widths']} instead of the paper's (a quick check)."]
         header = [
             "input",
             "batch",
@@ -138,6 +140,7 @@ def bench_train(
     variants: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     num_classes: int = 3,
+    widths: Sequence[int] | None = None,
     warmup: int = 2,
     calls: int = 10,
     passes: int = 2,
@@ -157,6 +160,7 @@ def bench_train(
             :func:`default_train_variants`.
         device: The device.
         num_classes: Classifier outputs.
+        widths: Stage widths instead of the model's own (``None``: the paper's).
         warmup: Untimed steps per configuration first (compilation happens here).
         calls: Timed steps per block.
         passes: Blocks per configuration.
@@ -187,6 +191,7 @@ def bench_train(
     result = TrainBenchResult(
         settings={
             "model": model,
+            "widths": None if widths is None else list(widths),
             "inputs": {name: list(shape) for name, shape in parsed_inputs},
             "batch": batch,
             "variants": [v.name for v in resolved],
@@ -203,7 +208,10 @@ def bench_train(
 
     for input_name, shape in parsed_inputs:
         torch.manual_seed(seed)
-        net = create_model(model, in_channels=shape[0], num_classes=num_classes)
+        overrides: dict[str, Any] = {"in_channels": shape[0], "num_classes": num_classes}
+        if widths is not None:
+            overrides["widths"] = tuple(widths)
+        net = create_model(model, **overrides)
         count = count_flops(net, shape)
         generator = torch.Generator().manual_seed(seed)
         host = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8, generator=generator)

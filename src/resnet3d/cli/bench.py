@@ -20,12 +20,14 @@ QUICK: dict[str, dict[str, Any]] = {
         "variants": ["fp32", "fp32+cl", "default"],
         "batch": 2,
         "input": "3x4x32x32",
+        "widths": [8, 16, 16, 32],
         "warmup": 1,
         "calls": 2,
         "passes": 1,
     },
     "train": {
         "inputs": ["3x4x32x32"],
+        "widths": [8, 16, 16, 32],
         "batch": 2,
         "variants": ["default", "fp32"],
         "warmup": 1,
@@ -40,12 +42,14 @@ FULL: dict[str, dict[str, Any]] = {
         "variants": None,
         "batch": 2,
         "input": "3x4x128x128",
+        "widths": None,
         "warmup": 2,
         "calls": 10,
         "passes": 2,
     },
     "train": {
         "inputs": ["paper", "video"],
+        "widths": None,
         "batch": None,
         "variants": None,
         "warmup": 2,
@@ -88,6 +92,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--input", metavar="CxDxHxW", help="one sample (default 3x4x128x128; quick 3x4x32x32)"
     )
     models.add_argument(
+        "--widths",
+        type=int,
+        nargs=4,
+        metavar="W",
+        help="stage widths for every model and its MONAI twin (default the paper's 64 128 "
+        "256 512; quick 8 16 16 32)",
+    )
+    models.add_argument(
         "--libraries",
         nargs="+",
         choices=("resnet3d", "monai", "torchvision"),
@@ -115,6 +127,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="paper (3x4x512x512), video (3x16x112x112) or CxDxHxW (default: paper video)",
     )
     train.add_argument("--batch", type=int, help="default 32 on CUDA, 2 on CPU; quick 2")
+    train.add_argument(
+        "--widths", type=int, nargs=4, metavar="W", help="stage widths (quick: 8 16 16 32)"
+    )
     train.add_argument(
         "--variants",
         nargs="+",
@@ -212,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
             modes=args.modes,
             batch=_setting(args, "models", "batch"),
             input_shape=shape,
+            widths=_setting(args, "models", "widths"),
             device=device,
             libraries=args.libraries,
             warmup=_setting(args, "models", "warmup"),
@@ -227,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             args.model,
             inputs=_setting(args, "train", "inputs"),
             batch=_setting(args, "train", "batch"),
+            widths=_setting(args, "train", "widths"),
             variants=_setting(args, "train", "variants") or default_train_variants(device),
             device=device,
             warmup=_setting(args, "train", "warmup"),
