@@ -255,3 +255,19 @@ def test_last_batch_of_one_sample_is_dropped_not_fatal(tmp_path: Path) -> None:
     trainer = Trainer(config, ToyVolumes(9, 0), None, LABELS)
     trainer.fit()
     assert trainer.step == 2
+
+
+def test_precise_bn_recomputes_statistics_and_keeps_resume_exact(tmp_path: Path) -> None:
+    straight = make_trainer(tmp_path / "a", 2, precise_bn=2)
+    straight.fit()
+    norms = [m for m in straight.model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    # Cumulative averaging was used and the momentum restored afterwards.
+    assert all(m.momentum == 0.1 for m in norms)
+    assert all(int(m.num_batches_tracked) == 2 for m in norms)
+    first = make_trainer(tmp_path / "b", 1, precise_bn=2)
+    first.fit()
+    resumed = make_trainer(tmp_path / "b", 2, precise_bn=2)
+    resumed.fit(resume="auto")
+    assert params_equal(straight.model, resumed.model)
+    with pytest.raises(ValueError, match="precise_bn"):
+        TrainConfig(precise_bn=-1)

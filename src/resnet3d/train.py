@@ -83,6 +83,11 @@ class TrainConfig:
         sync_bn: Use SyncBatchNorm across processes (multi-GPU runs).
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``...; ``None`` picks CUDA when present.
         progress: Show progress bars (rank 0 only).
+        precise_bn: Before each validation, recompute the BatchNorm statistics with the
+            current weights over this many training batches (forward only; 0: off, the
+            paper's recipe). Running averages lag behind weights that move fast (short runs,
+            small data sets, small batches), and an eval-mode model then predicts one class
+            for everything; recomputing them fixes that (Wu and Johnson 2021, "precise BN").
         pretrained: Start from these weights instead of a random initialisation: anything
             :func:`resnet3d.from_pretrained` accepts (alias, Hub repo, export folder). The
             classifier is re-initialised for the data set's classes when their number
@@ -109,6 +114,7 @@ class TrainConfig:
     sync_bn: bool = False
     device: str | None = None
     progress: bool = True
+    precise_bn: int = 0
     pretrained: str | None = None
 
     def __post_init__(self) -> None:
@@ -125,6 +131,10 @@ class TrainConfig:
         check_choice("precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
         check_choice("channels_last", self.channels_last, ("auto", "on", "off"))
         check_choice("monitor", self.monitor, tuple(MONITORS))
+        if isinstance(self.precise_bn, bool) or not isinstance(self.precise_bn, int):
+            raise ValueError(f"precise_bn must be an int >= 0, got {self.precise_bn!r}")
+        if self.precise_bn < 0:
+            raise ValueError(f"precise_bn must be an int >= 0, got {self.precise_bn!r}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0 or None, got {self.workers!r}")
         if self.patience is not None and self.patience < 1:
@@ -264,6 +274,7 @@ class Trainer:
             if valid_set is not None and len(valid_set) > 0  # type: ignore[arg-type]
             else None
         )
+        self._bn_loader: Any = None
 
     def _build_model(self) -> ResNet3D:
         config = self.config
@@ -463,6 +474,8 @@ class Trainer:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if config.precise_bn:
+            self._recompute_bn_statistics(config.precise_bn)
         self.scheduler.step()
         if self.dist.enabled:
             totals = all_reduce_sum(totals, self.device)
@@ -480,6 +493,41 @@ class Trainer:
             seconds=seconds,
             samples_per_second=float(totals[2]) / max(seconds, 1e-9),
         )
+
+    def _recompute_bn_statistics(self, n_batches: int) -> None:
+        """Precise BN: exact averages of batch statistics under the current weights."""
+        if self._bn_loader is None:
+            # Its own shuffled order (another seed), set per epoch: deterministic on resume.
+            self._bn_loader = make_loader(
+                self.train_set,
+                self.config.batch_size,
+                device=self.device,
+                dist_info=self.dist,
+                shuffle=True,
+                seed=self.config.seed + 7919,
+                workers=self.config.workers,
+                drop_last="single",
+            )
+        self._bn_loader.sampler.set_epoch(self.epoch)
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the batches below
+        was_training = self.model.training
+        self.model.train()
+        try:
+            with torch.no_grad():
+                for i, (_, (volumes, *_rest)) in enumerate(self._bn_loader):
+                    if i >= n_batches:
+                        break
+                    x = prepare_batch(volumes, self.device, self.channels_last)
+                    with autocast(self.device, self.precision):
+                        self.model(x)
+        finally:
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
+            self.model.train(was_training)
 
     def predict(self, loader: Any = None) -> Predictions:
         """Predictions of the current model over ``loader`` (default: the validation set)."""

@@ -65,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validation metric that picks best.pt",
     )
     group.add_argument("--patience", type=int, default=None, help="early stopping patience")
+    group.add_argument(
+        "--precise-bn",
+        type=int,
+        default=0,
+        metavar="BATCHES",
+        help="recompute BatchNorm statistics over this many training batches "
+        "before each validation (default 0: off, the paper's recipe)",
+    )
     group = parser.add_argument_group("hardware")
     group.add_argument(
         "--device", default=None, help="cuda, cpu, cuda:1 (default: CUDA if present)"
@@ -125,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         pretrained=args.pretrained,
+        precise_bn=args.precise_bn,
     )
     stacker = SliceStacker(**stacker_kwargs(args))
     try:
