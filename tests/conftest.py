@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if "network" in item.keywords:
             item.add_marker(skip_net)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's main command, run once per test session (about 3 minutes on 2 cores).
+
+    Returns the demo's output folder (``run/``, ``export/``, ``eval/``, ``data/``,
+    ``demo-summary.json``); tests that need a model trained on the phantom share it.
+    """
+    from resnet3d.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    return out
