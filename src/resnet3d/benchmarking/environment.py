@@ -168,7 +168,9 @@ def describe(env: dict[str, Any]) -> str:
         f"{env['torch_threads']} threads, allocator {env['allocator']}"
     )
     if env.get("load_average"):
-        text += f", load average {env['load_average'][0]:.2f} at start"
+        text += f", 1-minute load average {env['load_average'][0]:.2f} at start"
+        if env.get("load_average_end"):
+            text += f" and {env['load_average_end'][0]:.2f} at the end"
     if "gpu" in env:
         gpu = env["gpu"]
         text = f"{gpu['name']} (CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}); host: " + text

@@ -8,6 +8,8 @@ Each prints a markdown report and, with ``--out DIR``, writes ``DIR/<name>.json`
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
             train_rate=args.train_rate,
             device=device,
         )
+    # The load at the end too: a number that rose during the run explains noisy timings.
+    with contextlib.suppress(OSError):
+        result.environment["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     markdown = result.to_markdown()
     print(markdown)
     if args.out is not None:
