@@ -52,6 +52,28 @@ def test_time_blocked_runs_blocks_in_interleaved_passes() -> None:
         assert timing.peak_memory_bytes is None  # CPU: no CUDA memory statistics
 
 
+def test_time_blocked_records_a_failing_configuration_and_goes_on() -> None:
+    calls = {"ok": 0, "bad": 0}
+
+    def ok() -> None:
+        calls["ok"] += 1
+
+    def bad() -> None:
+        calls["bad"] += 1
+        if calls["bad"] > 2:  # warm-up passes, then it runs out of memory
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        time_blocked({"bad": bad}, warmup=2, calls=2, passes=2)
+    calls["bad"] = 0
+    timings = time_blocked({"ok": ok, "bad": bad}, warmup=2, calls=2, passes=2, record_errors=True)
+    assert timings["ok"].ok and timings["ok"].n == 4
+    assert not timings["bad"].ok and timings["bad"].passes == []
+    assert timings["bad"].error == ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert math.isnan(timings["bad"].median)
+    assert calls["bad"] == 3  # not called again after failing
+
+
 def test_timing_statistics_match_statistics_module() -> None:
     timing = Timing(passes=[[0.3, 0.1, 0.2], [0.5, 0.4, 0.6]])
     assert timing.median == statistics.median([0.3, 0.1, 0.2, 0.5, 0.4, 0.6])

@@ -11,6 +11,7 @@ networks (other stem, type-B shortcuts), so no ratio is formed with them.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -189,10 +190,8 @@ class ModelBenchResult:
                 cells: list[Any] = [
                     r["model"],
                     r["variant"] + (" (default)" if r["is_default"] else ""),
-                    f"{fmt(r['ms_per_sample'])} ({fmt(r['ms_per_sample_min'])})",
-                    f"{fmt(monai['ms_per_sample'])} ({fmt(monai['ms_per_sample_min'])})"
-                    if monai
-                    else "-",
+                    _ms_cell(r),
+                    _ms_cell(monai) if monai else "-",
                     fmt(r["ratio_vs_monai"]),
                     f"{fmt(r['speedup_vs_fp32'])}x",
                     fmt(r["tflops"]),
@@ -247,6 +246,16 @@ class ModelBenchResult:
                 )
             )
         return "\n".join(lines)
+
+
+def _ms_cell(row: dict[str, Any]) -> str:
+    if row.get("error"):
+        return f"failed ({row['error'].split(':')[0]})"
+    return f"{fmt(row['ms_per_sample'])} ({fmt(row['ms_per_sample_min'])})"
+
+
+def _finite(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
 def _met(target: dict[str, Any]) -> str:
@@ -382,18 +391,28 @@ def bench_models(
             keyed = {f"{lib}:{v.name}": fn for (lib, v), fn in fns.items()}
             with dynamo_config:
                 timings = time_blocked(
-                    keyed, warmup=warmup, calls=calls, passes=passes, device=device
+                    keyed,
+                    warmup=warmup,
+                    calls=calls,
+                    passes=passes,
+                    device=device,
+                    record_errors=True,
                 )
             baseline = {
                 lib: timings[f"{lib}:{Variant().name}"]
                 for lib in nets
-                if f"{lib}:{Variant().name}" in timings
+                if f"{lib}:{Variant().name}" in timings and timings[f"{lib}:{Variant().name}"].ok
             }
             for (library, variant), fn in fns.items():
                 timing = timings[f"{library}:{variant.name}"]
                 count = flops if library == "resnet3d" else ref_flops[library]
                 max_rel_diff = None
-                if mode == "forward" and reference_out is not None and library != "torchvision":
+                if (
+                    mode == "forward"
+                    and reference_out is not None
+                    and library != "torchvision"
+                    and timing.ok
+                ):
                     with torch.no_grad():
                         max_rel_diff = _rel_diff(fn(), reference_out)  # type: ignore[arg-type]
                 result.rows.append(
@@ -481,6 +500,7 @@ def _row(
         "library": library,
         "variant": variant.name,
         "is_default": library == "resnet3d" and variant == default,
+        "error": timing.error,
         "ms_per_call": timing.median * 1e3,
         "ms_per_call_min": timing.min * 1e3,
         "ms_per_sample": timing.median * 1e3 / batch,
@@ -514,7 +534,7 @@ def _targets(result: ModelBenchResult, device: torch.device) -> list[dict[str, A
     for name in result.settings["models"]:
         ours = result.row("train", name, "resnet3d", "fp32")
         monai = result.row("train", name, "monai", "fp32")
-        if ours and monai:
+        if ours and monai and _finite(ours["ms_per_sample"], monai["ms_per_sample"]):
             value = ours["ms_per_sample"] / monai["ms_per_sample"]
             targets.append(
                 {
@@ -534,7 +554,7 @@ def _targets(result: ModelBenchResult, device: torch.device) -> list[dict[str, A
             default = result.settings["defaults"].get(mode)
             ours = result.row(mode, name, "resnet3d", default) if default else None
             monai = result.row(mode, name, "monai", "fp32")
-            if not (ours and monai):
+            if not (ours and monai and _finite(ours["ms_per_sample"], monai["ms_per_sample"])):
                 continue
             value = ours["ms_per_sample"] / monai["ms_per_sample"]
             applies = cpu and native_bf16
@@ -559,9 +579,12 @@ def _targets(result: ModelBenchResult, device: torch.device) -> list[dict[str, A
             rows = [
                 r
                 for r in result.rows
-                if r["mode"] == mode and r["model"] == name and r["library"] == "resnet3d"
+                if r["mode"] == mode
+                and r["model"] == name
+                and r["library"] == "resnet3d"
+                and _finite(r["ms_per_sample"])
             ]
-            if not rows:
+            if not any(r["variant"] == default for r in rows):
                 continue
             fastest = min(rows, key=lambda r: r["ms_per_sample"])
             mine = next(r for r in rows if r["variant"] == default)

@@ -43,12 +43,15 @@ class Timing:
             (CUDA only, else ``None``).
         resident_memory_bytes: ``torch.cuda.memory_allocated`` at the start of the block
             with the peak (weights of every model alive, CUDA only, else ``None``).
+        error: Why the configuration stopped (e.g. ``"OutOfMemoryError: ..."``), when
+            :func:`time_blocked` was told to record failures; ``None`` if it ran.
     """
 
     passes: list[list[float]] = field(default_factory=list)
     first_call_s: float | None = None
     peak_memory_bytes: int | None = None
     resident_memory_bytes: int | None = None
+    error: str | None = None
 
     @property
     def times(self) -> list[float]:
@@ -61,14 +64,21 @@ class Timing:
         return len(self.times)
 
     @property
+    def ok(self) -> bool:
+        """Whether there are timed calls and no error."""
+        return self.error is None and self.n > 0
+
+    @property
     def median(self) -> float:
-        """Median seconds per call over every timed call."""
-        return statistics.median(self.times)
+        """Median seconds per call over every timed call (NaN if none)."""
+        times = self.times
+        return statistics.median(times) if times else float("nan")
 
     @property
     def min(self) -> float:
-        """Fastest call in seconds."""
-        return min(self.times)
+        """Fastest call in seconds (NaN if none)."""
+        times = self.times
+        return min(times) if times else float("nan")
 
     @property
     def pass_medians(self) -> list[float]:
@@ -92,6 +102,7 @@ class Timing:
             "first_call_s": self.first_call_s,
             "peak_memory_bytes": self.peak_memory_bytes,
             "resident_memory_bytes": self.resident_memory_bytes,
+            "error": self.error,
             "times_s": self.passes,
         }
 
@@ -103,6 +114,7 @@ def time_blocked(
     calls: int = 10,
     passes: int = 2,
     device: torch.device | str = "cpu",
+    record_errors: bool = False,
 ) -> dict[str, Timing]:
     """Time several configurations in blocks, interleaving the blocks across passes.
 
@@ -116,6 +128,9 @@ def time_blocked(
         calls: Timed calls per block.
         passes: Blocks per configuration.
         device: Synchronised after every call, so that each time covers its own work.
+        record_errors: If a configuration raises (out of memory, a compiler error), store
+            the error in its :class:`Timing`, drop it from the later passes and go on with
+            the others, instead of raising. For long one-shot runs (a lent GPU).
 
     Returns:
         Configuration name -> :class:`Timing`.
@@ -131,33 +146,56 @@ def time_blocked(
     device = torch.device(device)
     cuda = device.type == "cuda"
     results = {name: Timing() for name in fns}
+
+    def guarded(name: str, work: Callable[[], None]) -> None:
+        if not record_errors:
+            work()
+            return
+        try:
+            work()
+        except Exception as error:  # recorded, reported in the results, never silent
+            results[name].error = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            logger.warning("%s failed, dropped from the timing: %s", name, results[name].error)
+            if cuda:
+                torch.cuda.empty_cache()
+
     for name, fn in fns.items():
         logger.info("warming up %s", name)
-        for i in range(warmup):
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            if i == 0:
-                results[name].first_call_s = time.perf_counter() - start
-    for p in range(passes):
-        for name, fn in fns.items():
-            logger.debug("pass %d/%d: %s", p + 1, passes, name)
-            timing = results[name]
-            fn()  # re-warm after the other configurations' blocks
-            synchronize(device)
-            if cuda:
-                resident = torch.cuda.memory_allocated(device)
-                torch.cuda.reset_peak_memory_stats(device)
-            times = []
-            for _ in range(calls):
+
+        def warm(name: str = name, fn: Callable[[], object] = fn) -> None:
+            for i in range(warmup):
                 start = time.perf_counter()
                 fn()
                 synchronize(device)
-                times.append(time.perf_counter() - start)
-            timing.passes.append(times)
-            if cuda:
-                peak = torch.cuda.max_memory_allocated(device)
-                if timing.peak_memory_bytes is None or peak > timing.peak_memory_bytes:
-                    timing.peak_memory_bytes = peak
-                    timing.resident_memory_bytes = resident
+                if i == 0:
+                    results[name].first_call_s = time.perf_counter() - start
+
+        guarded(name, warm)
+    for p in range(passes):
+        for name, fn in fns.items():
+            if results[name].error is not None:
+                continue
+            logger.debug("pass %d/%d: %s", p + 1, passes, name)
+
+            def block(timing: Timing = results[name], fn: Callable[[], object] = fn) -> None:
+                fn()  # re-warm after the other configurations' blocks
+                synchronize(device)
+                resident = 0
+                if cuda:
+                    resident = torch.cuda.memory_allocated(device)
+                    torch.cuda.reset_peak_memory_stats(device)
+                times = []
+                for _ in range(calls):
+                    start = time.perf_counter()
+                    fn()
+                    synchronize(device)
+                    times.append(time.perf_counter() - start)
+                timing.passes.append(times)
+                if cuda:
+                    peak = torch.cuda.max_memory_allocated(device)
+                    if timing.peak_memory_bytes is None or peak > timing.peak_memory_bytes:
+                        timing.peak_memory_bytes = peak
+                        timing.resident_memory_bytes = resident
+
+            guarded(name, block)
     return results

@@ -103,7 +103,9 @@ class TrainBenchResult:
                     _input_label(r["input_name"], r["input"]),
                     str(r["batch"]),
                     r["variant"] + (" (default)" if r["is_default"] else ""),
-                    f"{fmt(r['ms_per_step'])} ({fmt(r['ms_per_step_min'])})",
+                    f"failed ({r['error'].split(':')[0]})"
+                    if r.get("error")
+                    else f"{fmt(r['ms_per_step'])} ({fmt(r['ms_per_step_min'])})",
                     r["samples_per_s"],
                     "-" if r["speedup_vs_fp32"] is None else f"{fmt(r['speedup_vs_fp32'])}x",
                     r["gflop_per_sample"],
@@ -239,8 +241,12 @@ def bench_train(
             fns[variant.name] = step
         logger.info("%s %s: %d variants", model, input_name, len(fns))
         with _dynamo_limits():
-            timings = time_blocked(fns, warmup=warmup, calls=calls, passes=passes, device=device)
+            timings = time_blocked(
+                fns, warmup=warmup, calls=calls, passes=passes, device=device, record_errors=True
+            )
         fp32 = timings.get("fp32")
+        if fp32 is not None and not fp32.ok:
+            fp32 = None
         for variant in resolved:
             timing = timings[variant.name]
             peak = peak_flops(device, variant.precision, peak_tflops)
@@ -252,6 +258,7 @@ def bench_train(
                     "batch": batch,
                     "variant": variant.name,
                     "is_default": variant == default,
+                    "error": timing.error,
                     "ms_per_step": timing.median * 1e3,
                     "ms_per_step_min": timing.min * 1e3,
                     "samples_per_s": batch / timing.median,
