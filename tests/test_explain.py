@@ -1,0 +1,526 @@
+"""Grad-CAM (resnet3d.explain): oracles, invariants, the scan pictures, the CLI, lesion overlap."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+import resnet3d
+from resnet3d import phantom
+from resnet3d.cli import main
+from resnet3d.explain import (
+    colorize,
+    contact_sheet,
+    default_layer,
+    explain_scan,
+    grad_cam,
+    mask_overlap,
+    overlay,
+    slice_heatmaps,
+)
+from resnet3d.volumes import SliceStacker
+
+TINY = (4, 8, 16, 32)
+
+
+def tiny(name: str = "resnet18", seed: int = 0, **overrides: Any) -> nn.Module:
+    torch.manual_seed(seed)
+    fields: dict[str, Any] = {"num_classes": 3, "widths": TINY, **overrides}
+    return resnet3d.create_model(name, **fields).eval()
+
+
+def hook_count(model: nn.Module) -> int:
+    total = 0
+    for module in model.modules():
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+            "_state_dict_hooks",
+            "_load_state_dict_pre_hooks",
+        ):
+            total += len(getattr(module, attr, {}))
+    return total
+
+
+# ----------------------------------------------------------------------------------- oracles
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        ("layer1", (2, 3, 4, 32, 32)),
+        ("layer3", (2, 3, 8, 16, 24)),
+        ("layer4", (2, 3, 4, 32, 32)),
+        ("layer2.0.bn2", (2, 3, 8, 16, 24)),
+    ],
+)
+def test_grad_cam_matches_monai(layer: str, shape: tuple[int, ...]) -> None:
+    monai_cam = pytest.importorskip("monai.visualize").GradCAM
+    model = tiny()
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    # MONAI leaves its hooks on the module, so it gets a copy; its default post-processing
+    # flips the map (min -> 1), so the raw upsampled maps are compared. It is called one
+    # volume at a time: with a batch it indexes logits[:, classes] as a (B, B) block and
+    # sums it, mixing the volumes' targets.
+    reference = copy.deepcopy(model)
+    nonzero = 0
+    for target in (None, 1):
+        ours = grad_cam(model, x, target=target, layer=layer, normalize=False)
+        assert ours.heatmaps.shape == shape[:1] + shape[2:]
+        for i in range(shape[0]):
+            ref = monai_cam(nn_module=reference, target_layers=layer, postprocessing=lambda t: t)(
+                x[i : i + 1], class_idx=target
+            )[0, 0]
+            torch.testing.assert_close(ours.heatmaps[i], ref, rtol=1e-5, atol=1e-8)
+            nonzero += int(ref.max() > 0)
+    assert nonzero >= shape[0]  # at least the predicted classes' maps are not all zero
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_last_stage_closed_form(method: str) -> None:
+    # After the last stage come a global average pool and a linear layer, so the gradient of
+    # class c's logit is fc.weight[c] / (d h w) everywhere: Grad-CAM reduces to CAM (Zhou et
+    # al.) and Grad-CAM++'s alpha to 1 / (2 + sum(A_k) g_k). No autograd in the oracle.
+    model = tiny()
+    x = torch.rand(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        feats = model.forward_features(x)
+    z = feats[0, 0].numel()
+    w = model.fc.weight[1].detach()[None, :, None, None, None]
+    g = w / z
+    if method == "gradcam":
+        weights = g
+    else:
+        alpha = g**2 / (2 * g**2 + feats.sum(dim=(2, 3, 4), keepdim=True) * g**3)
+        weights = z * alpha * F.relu(g)
+    cam = F.relu((weights * feats).sum(dim=1, keepdim=True))
+    expected = F.interpolate(cam, size=(8, 32, 32), mode="trilinear", align_corners=False)[:, 0]
+    ours = grad_cam(model, x, target=1, layer="layer4", method=method, normalize=False)
+    torch.testing.assert_close(ours.heatmaps, expected, rtol=1e-4, atol=1e-6)
+    assert ours.feature_shape == tuple(feats.shape[2:])
+
+
+# --------------------------------------------------------------------------- model invariants
+
+
+def test_model_is_left_as_it_was() -> None:
+    model = tiny(dropout=0.3)
+    model.train()
+    model.layer2.eval()  # a mixed state must come back exactly
+    flags = {name: m.training for name, m in model.named_modules()}
+    state = copy.deepcopy(model.state_dict())
+    x = torch.rand(3, 3, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+    model.train()
+    model.layer2.eval()
+
+    for method, layer in [("gradcam", "auto"), ("gradcam++", "layer1.0.bn1"), ("gradcam", "relu")]:
+        with torch.no_grad():  # a caller's no_grad must not break it
+            grad_cam(model, x, layer=layer, method=method, batch_size=2)
+
+    assert hook_count(model) == 0
+    assert {name: m.training for name, m in model.named_modules()} == flags
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():  # BN running stats were not updated
+        assert torch.equal(value, state[key]), key
+    model.eval()
+    with torch.no_grad():
+        after = model(x)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+def test_hooks_removed_when_it_fails() -> None:
+    model = tiny()
+    with pytest.raises(ValueError, match="not a \\(B, C, D, H, W\\) feature map"):
+        grad_cam(model, torch.rand(1, 3, 4, 16, 16), layer="fc")
+    with pytest.raises(ValueError, match="out of range"):
+        grad_cam(model, torch.rand(1, 3, 4, 16, 16), target=7)
+    assert hook_count(model) == 0
+    assert not model.training
+
+
+def test_frozen_parameters_and_inference_tensors() -> None:
+    model = tiny()
+    reference = grad_cam(model, torch.ones(1, 3, 4, 16, 16) * 0.5).heatmaps
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with torch.inference_mode():
+        x = torch.ones(1, 3, 4, 16, 16) * 0.5
+    cam = grad_cam(model, x)
+    torch.testing.assert_close(cam.heatmaps, reference)
+    assert all(not p.requires_grad for p in model.parameters())
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        grad_cam(model, x)
+
+
+def test_batching_and_dtypes_do_not_change_maps() -> None:
+    model = tiny()
+    x8 = torch.randint(0, 256, (5, 3, 4, 24, 24), dtype=torch.uint8)
+    x = x8.float() / 255.0
+    one = grad_cam(model, x, batch_size=1)
+    many = grad_cam(model, x8, batch_size=4)
+    torch.testing.assert_close(one.heatmaps, many.heatmaps, rtol=1e-4, atol=1e-5)
+    assert torch.equal(one.targets, many.targets)
+    numpy_in = grad_cam(model, x.numpy(), batch_size=5)
+    torch.testing.assert_close(one.heatmaps, numpy_in.heatmaps, rtol=1e-4, atol=1e-5)
+    # the predicted class is the default target; probabilities are the model's
+    with torch.no_grad():
+        probs = model(x).softmax(dim=1)
+    assert torch.equal(one.targets, probs.argmax(dim=1))
+    torch.testing.assert_close(one.probs, probs)
+    h = one.heatmaps.reshape(5, -1)
+    assert torch.all(h.min(dim=1).values == 0) and torch.all(h.max(dim=1).values == 1)
+
+
+def test_targets_by_name_and_per_volume() -> None:
+    model = tiny()
+    model.pretrained_cfg = {"labels": ["NCP", "CP", "Normal"]}
+    x = torch.rand(3, 3, 4, 16, 16, generator=torch.Generator().manual_seed(4))
+    by_name = grad_cam(model, x, target="CP", normalize=False)
+    by_index = grad_cam(model, x, target=1, normalize=False)
+    torch.testing.assert_close(by_name.heatmaps, by_index.heatmaps)
+    mixed = grad_cam(model, x, target=["NCP", 1, "Normal"], normalize=False)
+    assert mixed.targets.tolist() == [0, 1, 2]
+    torch.testing.assert_close(mixed.heatmaps[1], by_index.heatmaps[1])
+    with pytest.raises(ValueError, match="Did you mean 'NCP'"):
+        grad_cam(model, x, target="NPC")
+    with pytest.raises(ValueError, match="one per volume"):
+        grad_cam(model, x, target=[0, 1])
+
+
+DEEP = ("resnet101", "resnet152", "resnet200")  # 100+ layers: seconds each on a busy CPU
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in resnet3d.list_models()],
+)
+def test_every_registered_model(name: str) -> None:
+    model = tiny(name, widths=(4, 4, 8, 8))
+    x = torch.rand(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(5))
+    method = "gradcam++" if "2plus1d" in name or name.endswith("50") else "gradcam"
+    cam = grad_cam(model, x, method=method)
+    assert cam.heatmaps.shape == (2, 4, 16, 16)
+    assert cam.layer == default_layer(model, x.shape)
+    assert torch.isfinite(cam.heatmaps).all()
+    assert float(cam.heatmaps.min()) >= 0 and float(cam.heatmaps.max()) <= 1
+    assert hook_count(model) == 0
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 8, 16, 32, 64])
+@pytest.mark.parametrize("stem_stride", [(1, 2, 2), (2, 2, 2)])
+def test_default_layer_is_deepest_stage_with_depth(
+    depth: int, stem_stride: tuple[int, ...]
+) -> None:
+    model = tiny("resnet10", stem_stride=stem_stride)
+    x = torch.zeros(1, 3, depth, 8, 8)
+    depths = {}
+    with torch.no_grad():  # the real output depth of every stage, as the oracle
+        h = model.forward_stem(x)
+        for info in model.feature_info:
+            h = getattr(model, info["module"])(h)
+            depths[info["module"]] = h.shape[2]
+    resolving = [name for name, d in depths.items() if d > 1]
+    expected = resolving[-1] if resolving else "layer4"
+    assert default_layer(model, x.shape) == expected
+    if (depth, stem_stride) == (4, (1, 2, 2)):
+        assert expected == "layer1"  # the paper's stem at the paper's depth: documented
+
+
+def test_bad_input_is_explained() -> None:
+    model = tiny()
+    x = torch.rand(1, 3, 4, 16, 16)
+    with pytest.raises(ValueError, match="Did you mean 'layer3'"):
+        grad_cam(model, x, layer="layr3")
+    with pytest.raises(ValueError, match="Did you mean 'gradcam'"):
+        grad_cam(model, x, method="gradcan")
+    with pytest.raises(ValueError, match="5-D"):
+        grad_cam(model, x[0])
+    with pytest.raises(ValueError, match="empty"):
+        grad_cam(model, x[:0])
+    with pytest.raises(TypeError, match=r"torch\.Tensor or numpy"):
+        grad_cam(model, [[1.0]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size"):
+        grad_cam(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="input channels"):
+        grad_cam(model, torch.rand(1, 1, 4, 16, 16))
+    headless = tiny(num_classes=0)
+    with pytest.raises(ValueError, match="num_classes=0"):
+        grad_cam(headless, x)
+    with pytest.raises(ValueError, match="feature_info"):
+        grad_cam(nn.Sequential(nn.Conv3d(3, 2, 1), nn.Flatten(), nn.LazyLinear(2)), x)
+
+
+# ------------------------------------------------------------------------ volumes -> slices
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"depth": 4},
+        {"depth": 4, "stride": 2},
+        {"depth": 4, "stride": 3, "remainder": "overlap"},
+        {"depth": 4, "remainder": "pad"},
+        {"depth": 4, "remainder": "pad", "pad_mode": "zero"},
+        {"depth": 8, "remainder": "pad"},
+        {"depth": 4, "stride": 6},
+    ],
+)
+def test_slice_heatmaps_against_a_loop(spec: dict[str, Any]) -> None:
+    stacker = SliceStacker(size=None, **spec)
+    n = 11
+    idx = stacker.volume_indices(n)
+    rng = np.random.default_rng(0)
+    maps = rng.random((len(idx), stacker.depth, 3, 5)).astype(np.float32)
+    heat, covered = slice_heatmaps(torch.from_numpy(maps), idx, n)
+    for s in range(n):  # oracle: a plain loop over every (volume, position) that is slice s
+        parts = []
+        for v, row in enumerate(idx):
+            for j, value in enumerate(row):
+                padding = value < 0 or (j > 0 and row[j - 1] == value)
+                if value == s and not padding:
+                    parts.append(maps[v, j])
+        assert covered[s] == bool(parts)
+        if parts:
+            np.testing.assert_allclose(heat[s], np.mean(parts, axis=0), rtol=1e-6)
+        else:
+            assert np.isnan(heat[s]).all()
+
+
+def test_slice_heatmaps_put_each_map_on_its_slice() -> None:
+    stacker = SliceStacker(depth=4, stride=2, remainder="pad", size=None)
+    n = 9
+    idx = stacker.volume_indices(n)
+    maps = np.broadcast_to(idx[:, :, None, None].astype(np.float32), (*idx.shape, 2, 2)).copy()
+    maps[idx < 0] = 1000.0
+    heat, covered = slice_heatmaps(maps, idx, n)
+    assert covered.all()
+    np.testing.assert_array_equal(heat[:, 0, 0], np.arange(n, dtype=np.float32))
+    with pytest.raises(ValueError, match="slice numbers must be in"):
+        slice_heatmaps(maps, idx, 5)
+    with pytest.raises(ValueError, match="one slice number per"):
+        slice_heatmaps(maps, idx[:, :2], n)
+
+
+# ------------------------------------------------------------------------------- pictures
+
+
+def test_colorize_is_matplotlib_jet() -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    x = np.arange(256) / 255.0
+    ref = np.rint(matplotlib.colormaps["jet"](x)[:, :3] * 255).astype(int)
+    ours = colorize(x).astype(int)
+    assert np.abs(ours - ref).max() <= 1
+    assert colorize(np.array([np.nan, -1.0, 2.0])).tolist() == [
+        [0, 0, 0],
+        colorize(np.array(0.0)).tolist(),
+        colorize(np.array(1.0)).tolist(),
+    ]
+
+
+def test_overlay_blends_by_heat() -> None:
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (6, 7), dtype=np.uint8)
+    heat = rng.random((6, 7))
+    plain = np.repeat(gray[..., None], 3, axis=-1)
+    assert np.array_equal(overlay(gray, heat, alpha=0.0), plain)
+    assert np.array_equal(overlay(gray, np.zeros((6, 7))), plain)
+    assert np.array_equal(overlay(gray, np.full((6, 7), np.nan)), plain)
+    full = overlay(gray, np.ones((6, 7)), alpha=1.0)
+    assert np.array_equal(full, np.broadcast_to(colorize(np.ones(1))[0], full.shape))
+    half = overlay(gray.astype(np.float32) / 255.0, heat, alpha=0.5).astype(float)
+    a = 0.5 * heat[..., None]
+    expected = plain * (1 - a) + colorize(heat).astype(float) * a
+    assert np.abs(half - expected).max() <= 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        overlay(gray, heat[:, :3])
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(gray, heat, alpha=1.5)
+
+
+def test_contact_sheet_layout() -> None:
+    tiles = [np.full((20, 10, 3), i * 20, dtype=np.uint8) for i in range(7)]
+    sheet = contact_sheet(tiles, columns=3, tile=40)
+    assert sheet.size == (3 * 20 + 2 * 2, 3 * 40 + 2 * 2)
+    titled = contact_sheet(tiles, tile=40, captions=list("abcdefg"), title=["scan", "x"])
+    assert titled.width == 3 * 20 + 4 and titled.height > 3 * 40 + 4
+    with pytest.raises(ValueError, match="at least one"):
+        contact_sheet([])
+    with pytest.raises(ValueError, match="captions"):
+        contact_sheet(tiles, captions=["a"])
+
+
+# --------------------------------------------------------------------------------- mask score
+
+
+def test_mask_overlap_against_sklearn() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(2)
+    heat = rng.random((4, 10, 10))
+    mask = rng.random((4, 10, 10)) < 0.2
+    region = rng.random((4, 10, 10)) < 0.8
+    region |= mask & (rng.random(mask.shape) < 0.5)
+    score = mask_overlap(heat, mask, region, top=0.25)
+    values, inside = heat[region], mask[region]
+    k = round(0.25 * values.size)
+    predicted = values >= np.sort(values)[-k]  # random floats: no ties
+    assert score.n_top == k == predicted.sum()
+    assert score.hit_rate == pytest.approx(metrics.precision_score(inside, predicted))
+    assert score.chance == pytest.approx(inside.mean())
+    assert score.energy == pytest.approx(values[inside].sum() / values.sum())
+    assert score.lift == pytest.approx(score.hit_rate / score.chance)
+
+
+def test_mask_overlap_chance_and_perfect_maps() -> None:
+    rng = np.random.default_rng(3)
+    mask = np.zeros((8, 32, 32), dtype=bool)
+    mask[2:5, 8:16, 8:16] = True
+    perfect = mask_overlap(mask.astype(float) + rng.random(mask.shape) * 0.1, mask, top=0.02)
+    assert perfect.hit_rate == 1.0
+    hits = [mask_overlap(rng.random(mask.shape), mask, top=0.05).hit_rate for _ in range(200)]
+    chance = mask.mean()
+    # a random map of the same area hits at the mask's share of the region, on average
+    assert abs(np.mean(hits) - chance) < 4 * np.std(hits) / math.sqrt(len(hits))
+    with pytest.raises(ValueError, match="same shape"):
+        mask_overlap(rng.random((2, 2)), mask)
+    with pytest.raises(ValueError, match="no voxel inside the region"):
+        mask_overlap(rng.random(mask.shape), np.zeros_like(mask))
+    with pytest.raises(ValueError, match="top"):
+        mask_overlap(rng.random(mask.shape), mask, top=0.0)
+
+
+# ----------------------------------------------------------------------------------- one scan
+
+
+def write_scan(folder: Path, label: str = "NCP", n: int = 10, size: int = 32) -> Path:
+    scan = phantom.generate_scan(label, seed=7, n_slices=n, size=size, return_hu=False)
+    folder.mkdir(parents=True)
+    for i, gray in enumerate(scan.slices):
+        Image.fromarray(gray).save(folder / f"{i:04d}.png")
+    return folder
+
+
+def scan_model(depth: int = 4, size: int = 32) -> nn.Module:
+    model = tiny("resnet10", in_channels=1)
+    with torch.no_grad():  # positive class weights: every class has evidence, maps are not 0
+        model.fc.weight.abs_()
+    stacker = SliceStacker(depth=depth, size=size, channels=1)
+    model.pretrained_cfg = {"preprocessing": stacker.to_dict(), "labels": ["NCP", "CP", "Normal"]}
+    return model
+
+
+def test_explain_scan_writes_one_overlay_per_slice(tmp_path: Path) -> None:
+    from resnet3d.workflows import predict_scans
+
+    scan = write_scan(tmp_path / "scan", n=10)
+    model = scan_model()
+    model.train()
+    out = tmp_path / "out"
+    result = explain_scan(model, scan, out_dir=out, batch_size=2)
+    assert model.training and hook_count(model) == 0
+
+    # 10 slices in depth-4 volumes with remainder="drop": slices 8 and 9 are in no volume
+    assert result.heatmaps.shape == (10, 32, 32) and result.slices.shape == (10, 32, 32)
+    assert result.covered.tolist() == [True] * 8 + [False] * 2
+    assert np.isnan(result.heatmaps[8:]).all()
+    cov = result.heatmaps[:8]
+    assert cov.min() == 0.0 and cov.max() == 1.0  # normalize="scan"
+    model.eval()
+    reference = predict_scans(model, [scan])[0]
+    np.testing.assert_allclose(result.probs, reference.probs, rtol=1e-5)
+    assert result.prediction == reference.label == result.target_label
+
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        [f"slice_{i:04d}.png" for i in range(10)] + ["contact_sheet.png", "explanation.json"]
+    )
+    assert result.files == [out / f"slice_{i:04d}.png" for i in range(10)]
+    with Image.open(result.files[0]) as im:
+        assert im.mode == "RGB" and im.size == (256, 256)  # 32 px upscaled 8x for legibility
+    with Image.open(result.files[9]) as im:  # uncovered: the plain slice (below the text)
+        pixels = np.asarray(im)[100:140]
+        assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["prediction"] == result.prediction
+    assert summary["uncovered_slices"] == [8, 9]
+    assert summary["layer"] == "layer1" and summary["feature_shape"] == [2, 8, 8]
+
+    # a shorter scan explained into the same folder leaves no overlay of the longer one
+    short = write_scan(tmp_path / "short", n=4)
+    again = explain_scan(model, short, out_dir=out, target="CP", method="gradcam++")
+    assert sorted(p.name for p in out.glob("slice_*.png")) == [
+        f"slice_{i:04d}.png" for i in range(4)
+    ]
+    assert again.target_label == "CP" and again.covered.all()
+
+
+def test_explain_scan_volume_normalisation_and_overlap(tmp_path: Path) -> None:
+    scan = write_scan(tmp_path / "scan", n=9)
+    model = scan_model()
+    stacker = SliceStacker(depth=4, stride=2, size=32, channels=1, remainder="overlap")
+    result = explain_scan(model, scan, stacker, normalize="volume", target=0)
+    cam = grad_cam(model, stacker(scan), target=0)  # per volume, already in [0, 1]
+    expected, covered = slice_heatmaps(cam.heatmaps, stacker.volume_indices(9), 9)
+    assert covered.all()
+    np.testing.assert_allclose(result.heatmaps, expected, rtol=1e-5, atol=1e-6)
+    assert result.files == [] and result.contact_sheet is None  # no out_dir: nothing written
+
+
+def test_explain_scan_errors(tmp_path: Path) -> None:
+    model = scan_model()
+    with pytest.raises(FileNotFoundError, match="scan not found"):
+        explain_scan(model, tmp_path / "missing")
+    scan = write_scan(tmp_path / "scan", n=3)
+    with pytest.raises(ValueError, match="remainder='pad'"):
+        explain_scan(model, scan)
+    with pytest.raises(ValueError, match="Did you mean 'scan'"):
+        explain_scan(model, scan, normalize="scna")
+    bare = tiny("resnet10", in_channels=1)
+    with pytest.raises(ValueError, match="preprocessing spec"):
+        explain_scan(bare, scan)
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scan = write_scan(tmp_path / "scan", n=8)
+    model = scan_model()
+    export = tmp_path / "export"
+    model.save_pretrained(
+        export, preprocessing=model.pretrained_cfg["preprocessing"], labels=["NCP", "CP", "Normal"]
+    )
+    out = tmp_path / "out"
+    argv = ["explain", str(scan), "--pretrained", str(export), "--out", str(out), "--no-progress"]
+    assert main([*argv, "--target", "Normal", "--layer", "layer2"]) == 0
+    text = capsys.readouterr().out
+    assert "gradcam of class Normal at layer2" in text and "wrote 8 overlays" in text
+    assert len(list(out.glob("slice_*.png"))) == 8 and (out / "contact_sheet.png").is_file()
+
+    assert main([*argv, "--target", "2", "--depth", "3", "--remainder", "overlap"]) == 0
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["target"] == "Normal" and summary["n_volumes"] == 3
+
+    assert main([*argv, "--target", "Norml"]) == 2
+    assert "Did you mean 'Normal'" in capsys.readouterr().err
+    assert main([*argv, "--layer", "layer9"]) == 2
+    assert "is not a submodule" in capsys.readouterr().err
+    assert (
+        main(["explain", str(tmp_path / "nope"), "--pretrained", str(export), "--out", str(out)])
+        == 2
+    )
+    assert "scan not found" in capsys.readouterr().err
