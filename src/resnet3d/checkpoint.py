@@ -127,7 +127,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(
         (
             np_state["name"],
-            np_state["keys"].numpy().astype(np.uint32),
+            np_state["keys"].cpu().numpy().astype(np.uint32),
             np_state["pos"],
             np_state["has_gauss"],
             np_state["cached_gaussian"],

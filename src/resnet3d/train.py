@@ -368,7 +368,9 @@ class Trainer:
         if str(resume) == "auto" and not path.exists():
             logger.info("no checkpoint in %s: starting a new run", self.out_dir)
             return False
-        state = ckpt.load_checkpoint(path, map_location=self.device)
+        # Loaded on the CPU: load_state_dict copies weights and optimizer state to the
+        # parameters' device, and the RNG states must stay CPU tensors.
+        state = ckpt.load_checkpoint(path, map_location="cpu")
         self.load_state_dict(state, path)
         logger.info("resumed from %s at epoch %d (step %d)", path, self.epoch, self.step)
         return True
