@@ -271,3 +271,24 @@ def test_precise_bn_recomputes_statistics_and_keeps_resume_exact(tmp_path: Path)
     assert params_equal(straight.model, resumed.model)
     with pytest.raises(ValueError, match="precise_bn"):
         TrainConfig(precise_bn=-1)
+
+
+def test_resume_reads_the_checkpoint_onto_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (found on an H100): reading a checkpoint onto the CUDA device put the RNG
+    # states there, and restoring numpy's RNG from a CUDA tensor failed. Whatever the
+    # training device, checkpoints are read onto the CPU.
+    import resnet3d.train as train_module
+
+    make_trainer(tmp_path, 1).fit()
+    seen: list[object] = []
+    original = train_module.ckpt.load_checkpoint
+
+    def spy(path: object, map_location: object = "cpu") -> dict:
+        seen.append(map_location)
+        return original(path, map_location=map_location)
+
+    monkeypatch.setattr(train_module.ckpt, "load_checkpoint", spy)
+    make_trainer(tmp_path, 2).fit(resume="auto")
+    assert seen == ["cpu"]
