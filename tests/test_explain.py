@@ -88,11 +88,12 @@ def test_grad_cam_matches_monai(layer: str, shape: tuple[int, ...]) -> None:
     assert nonzero >= shape[0]  # at least the predicted classes' maps are not all zero
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam"])
 def test_last_stage_closed_form(method: str) -> None:
     # After the last stage come a global average pool and a linear layer, so the gradient of
     # class c's logit is fc.weight[c] / (d h w) everywhere: Grad-CAM reduces to CAM (Zhou et
-    # al.) and Grad-CAM++'s alpha to 1 / (2 + sum(A_k) g_k). No autograd in the oracle.
+    # al.), Grad-CAM++'s alpha to 1 / (2 + sum(A_k) g_k) and LayerCAM's weights to relu(g).
+    # No autograd in the oracle.
     model = tiny()
     x = torch.rand(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -102,6 +103,8 @@ def test_last_stage_closed_form(method: str) -> None:
     g = w / z
     if method == "gradcam":
         weights = g
+    elif method == "layercam":
+        weights = F.relu(g)
     else:
         alpha = g**2 / (2 * g**2 + feats.sum(dim=(2, 3, 4), keepdim=True) * g**3)
         weights = z * alpha * F.relu(g)
@@ -524,3 +527,106 @@ def test_cli_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         == 2
     )
     assert "scan not found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- lesion overlap, trained model
+
+LABELS = ("NCP", "CP", "Normal")
+SIZE, N_SLICES, LESION_SCALE = 48, 16, 2.5  # the demo draws findings 2.5 times larger too
+STACKER = SliceStacker(depth=4, size=SIZE, channels=1)
+METHODS_USED = ("gradcam", "layercam")
+
+
+def phantom_volumes(seed: int, label: str) -> tuple[phantom.PhantomScan, np.ndarray]:
+    scan = phantom.generate_scan(
+        label, seed, N_SLICES, SIZE, return_hu=False, lesion_scale=LESION_SCALE
+    )
+    return scan, STACKER.stack_array(scan.slices)
+
+
+@pytest.fixture(scope="module")
+def phantom_model() -> nn.Module:
+    """resnet10 (widths 8-64, 1 channel) trained 10 epochs on 48 px phantom volumes.
+
+    Every training patient is drawn as all three classes: the phantom draws the same chest
+    (and noise) for a seed whatever the class, so the finding is the only thing that tells
+    the classes apart and the model cannot learn patients instead. NCP and CP volumes that
+    hold no lesion voxel are left out (their label would be noise). About a minute on two
+    busy cores.
+    """
+    xs, ys = [], []
+    for p in range(16):
+        for y, label in enumerate(LABELS):
+            scan, volumes = phantom_volumes(1000 + p, label)
+            for volume, rows in zip(volumes, STACKER.volume_indices(N_SLICES)):
+                if label == "Normal" or scan.lesion_mask[rows].any():
+                    xs.append(volume)
+                    ys.append(y)
+    x, y_true = torch.from_numpy(np.stack(xs)), torch.tensor(ys)
+    torch.manual_seed(0)
+    model = resnet3d.create_model("resnet10", in_channels=1, num_classes=3, widths=(8, 16, 32, 64))
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        model.train()
+        perm = torch.randperm(len(x), generator=order)
+        for start in range(0, len(x), 8):
+            batch = perm[start : start + 8]
+            if len(batch) < 2:  # BatchNorm needs two samples
+                continue
+            loss = F.cross_entropy(model(x[batch]), y_true[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_heatmaps_find_the_phantom_lesions(phantom_model: nn.Module) -> None:
+    """On held-out phantom patients, the true class's map hits the lesion above chance.
+
+    For every NCP and CP scan of 6 patients never seen in training: the per-slice heatmap
+    (default layer: layer1, the only stage with depth > 1 at D = 4) of the true class; of the
+    10% hottest lung voxels, the fraction inside the lesion mask (hit rate) against the
+    lesion's share of the lung (what a random map of the same area hits on average).
+    """
+    hits: dict[str, dict[str, list[float]]] = {m: {"NCP": [], "CP": []} for m in METHODS_USED}
+    chances: dict[str, list[float]] = {"NCP": [], "CP": []}
+    correct = []
+    for p in range(6):
+        for y, label in enumerate(LABELS):
+            scan, volumes = phantom_volumes(5000 + p, label)
+            for method in METHODS_USED if label != "Normal" else ("gradcam",):
+                cam = grad_cam(phantom_model, volumes, target=y, method=method, normalize=False)
+                assert cam.layer == "layer1"
+                if method == "gradcam":
+                    correct.append(int(cam.probs.mean(dim=0).argmax()) == y)
+                if label == "Normal":
+                    continue
+                heat, covered = slice_heatmaps(
+                    cam.heatmaps, STACKER.volume_indices(N_SLICES), N_SLICES
+                )
+                score = mask_overlap(
+                    heat[covered], scan.lesion_mask[covered], scan.lung_mask[covered], top=0.1
+                )
+                hits[method][label].append(score.hit_rate)
+                if method == "gradcam":
+                    chances[label].append(score.chance)
+    # The premise: the model learned the findings (chance is 1/3).
+    assert np.mean(correct) >= 0.6, f"held-out scan accuracy {np.mean(correct):.2f}"
+
+    def lift(method: str, labels: tuple[str, ...] = ("NCP", "CP")) -> float:
+        hit = np.mean([h for lab in labels for h in hits[method][lab]])
+        return float(hit / np.mean([c for lab in labels for c in chances[lab]]))
+
+    figures = {m: (lift(m), lift(m, ("CP",)), lift(m, ("NCP",))) for m in METHODS_USED}
+    report = ", ".join(
+        f"{m}: all {a:.2f} CP {c:.2f} NCP {n:.2f}" for m, (a, c, n) in figures.items()
+    )
+    # Measured with this recipe (seed 0; seeds 1 and 2 of the model in brackets), hit rate
+    # over chance: LayerCAM all 1.98 (1.81, 1.92), CP 2.98 (2.6, 2.5); Grad-CAM all 2.21
+    # (1.64, 1.25), CP 3.13. NCP's small peripheral opacities are found by neither (0.85-1.2).
+    print(f"\nlesion overlap (hit rate / chance): {report}")
+    assert figures["layercam"][0] >= 1.5, report
+    assert figures["layercam"][1] >= 2.0, report
+    assert figures["gradcam"][0] > 1.0, report

@@ -2,9 +2,10 @@
 
 Three layers, each usable alone:
 
-* :func:`grad_cam`: Grad-CAM (Selvaraju et al., ICCV 2017) or Grad-CAM++ (Chattopadhay et
-  al., WACV 2018) for a batch of volumes ``(N, C, D, H, W)``, upsampled trilinearly to the
-  input's ``D x H x W`` and normalised per volume to ``[0, 1]``;
+* :func:`grad_cam`: Grad-CAM (Selvaraju et al., ICCV 2017), Grad-CAM++ (Chattopadhay et
+  al., WACV 2018) or LayerCAM (Jiang et al., IEEE TIP 2021) for a batch of volumes
+  ``(N, C, D, H, W)``, upsampled trilinearly to the input's ``D x H x W`` and normalised per
+  volume to ``[0, 1]``;
 * :func:`slice_heatmaps`: the per-volume maps mapped back to the scan's original slice numbers
   (:meth:`~resnet3d.volumes.SliceStacker.volume_indices`), averaged where volumes overlap;
 * :func:`explain_scan`: both for one scan folder, plus one overlay PNG per slice (the slice in
@@ -73,7 +74,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("gradcam", "gradcam++")
+METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam")
 """The class activation map methods :func:`grad_cam` implements."""
 
 NORMALIZE: tuple[str, ...] = ("scan", "volume")
@@ -108,7 +109,7 @@ class CamResult:
         targets: The class each map explains.
         probs: Softmax class probabilities of each volume.
         layer: The module whose feature maps were weighted.
-        method: ``"gradcam"`` or ``"gradcam++"``.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"layercam"``.
         feature_shape: ``(d, h, w)`` of the layer's feature map: the map's true resolution
             before upsampling.
 
@@ -238,8 +239,12 @@ def _module_names(model: nn.Module) -> list[str]:
 
 
 def _cam_weights(grads: Tensor, acts: Tensor, method: str) -> Tensor:
-    """Channel weights ``(B, K, 1, 1, 1)`` of Grad-CAM or Grad-CAM++."""
+    """Weights of the feature maps: per channel ``(B, K, 1, 1, 1)``, or per voxel for LayerCAM."""
     dims = (2, 3, 4)
+    if method == "layercam":
+        # LayerCAM (Jiang et al., IEEE TIP 2021): a weight per channel *and* position, the
+        # positive gradient there, which keeps shallow layers' maps class-specific.
+        return F.relu(grads)
     if method == "gradcam":
         return grads.mean(dim=dims, keepdim=True)
     # Grad-CAM++ with the exponential-score closed form (Chattopadhay et al., eq. 19): the
@@ -271,11 +276,12 @@ def grad_cam(
     batch_size: int = 8,
     normalize: bool = True,
 ) -> CamResult:
-    """Grad-CAM (or Grad-CAM++) maps of volumes, at the input's ``D x H x W``.
+    """Grad-CAM (or Grad-CAM++, LayerCAM) maps of volumes, at the input's ``D x H x W``.
 
     For each volume, the gradient of the target class's logit with respect to ``layer``'s
     output weights that output's channels (Grad-CAM: the gradient averaged over the feature
-    map; Grad-CAM++: a positive-gradient weighting); the weighted sum, clipped at zero, is
+    map; Grad-CAM++: a positive-gradient weighting; LayerCAM: the positive gradient at each
+    voxel, not averaged); the weighted sum, clipped at zero, is
     upsampled trilinearly to the input's size. Volumes are run in batches of ``batch_size``,
     in eval mode, on the device the model's parameters are on.
 
@@ -289,7 +295,7 @@ def grad_cam(
             or any name from ``model.named_modules()``, e.g. ``"layer3"`` or
             ``"layer3.1"``. For a module called several times in one forward pass the last
             call is used.
-        method: ``"gradcam"`` or ``"gradcam++"``.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"layercam"`` (see :data:`METHODS`).
         batch_size: Volumes per forward/backward pass.
         normalize: Scale each volume's map to ``[0, 1]`` (min-max). Without it the maps are
             the raw, non-negative CAM values, comparable across volumes.
@@ -670,7 +676,8 @@ class ScanExplanation:
         slices: The slices as the model saw them (after resizing and windowing), gray
             ``uint8``.
         indices: Slice numbers of each volume (``SliceStacker.volume_indices``).
-        layer: The layer the maps come from; ``method``: ``"gradcam"`` or ``"gradcam++"``.
+        layer: The layer the maps come from.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"layercam"``.
         normalize: ``"scan"`` or ``"volume"`` (see :func:`explain_scan`).
         feature_shape: ``(d, h, w)`` of the layer's feature map (the maps' true resolution).
         files: Overlay PNGs written, one per slice, in slice order.
@@ -794,7 +801,7 @@ def explain_scan(
         out_dir: Where to write the pictures; ``None`` writes nothing.
         target: The class to explain, index or name; default the scan's predicted class.
         layer: See :func:`grad_cam` (default: :func:`default_layer`).
-        method: ``"gradcam"`` or ``"gradcam++"``.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"layercam"``.
         normalize: ``"scan"`` (default): raw CAM values averaged per slice, then scaled to
             ``[0, 1]`` over the whole scan, so a volume with little evidence stays cold.
             ``"volume"``: every volume's map scaled to ``[0, 1]`` first, so every volume

@@ -39,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stage whose output has depth > 1)",
     )
     parser.add_argument(
-        "--method", choices=("gradcam", "gradcam++"), default="gradcam", help="default gradcam"
+        "--method",
+        choices=("gradcam", "gradcam++", "layercam"),
+        default="gradcam",
+        help="class activation map method (default gradcam)",
     )
     parser.add_argument(
         "--normalize",
@@ -79,13 +82,12 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
     model = model.to(resolve_device(args.device)).eval()
+    # A class index given on the command line arrives as text; a label that is itself a
+    # number (e.g. "0") stays a name.
     target: str | int | None = args.target
-    if (
-        target is not None
-        and target.isdigit()
-        and target not in (model.pretrained_cfg or {}).get("labels", [])
-    ):
-        target = int(target)
+    labels = (model.pretrained_cfg or {}).get("labels") or []
+    if args.target is not None and args.target.isdigit() and args.target not in labels:
+        target = int(args.target)
     result = explain_scan(
         model,
         args.scan,
