@@ -6,6 +6,7 @@ degrades to a single process with rank 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -78,10 +79,23 @@ def init_distributed(device_type: str | None = None) -> DistInfo:
     return info
 
 
-def destroy_distributed() -> None:
-    """Leave the process group, if one was joined."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def destroy_distributed(wait: bool = True) -> None:
+    """Leave the process group, if one was joined.
+
+    Args:
+        wait: First wait for every rank, so that no rank tears its connections down while a
+            peer is still working (rank 0 writing the last checkpoint, say). Pass ``False`` on
+            an error path, where a failed peer would never arrive and the barrier would hang.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    # DDP reducers caught in reference cycles keep the group alive until the interpreter
+    # shuts down, and a gloo group freed that late can abort the process (std::terminate).
+    # Collect them now, while everything they point to still exists.
+    gc.collect()
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def barrier() -> None:

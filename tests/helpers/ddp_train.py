@@ -35,7 +35,13 @@ def trainer(out: Path, epochs: int) -> Trainer:
 
 
 def main() -> None:
-    out = Path(sys.argv[1])
+    # The trainers live only inside train_and_report, so they (and the DDP reducers that hold
+    # the process group) are gone before the group is destroyed.
+    train_and_report(Path(sys.argv[1]))
+    destroy_distributed()
+
+
+def train_and_report(out: Path) -> None:
     straight = trainer(out / "straight", 4)
     straight.fit()
     trainer(out / "resumed", 2).fit()
@@ -54,7 +60,6 @@ def main() -> None:
             "metrics": volume_metrics(predictions, 3),
         }
         (out / "result.json").write_text(json.dumps(result))
-    destroy_distributed()
 
 
 if __name__ == "__main__":

@@ -147,8 +147,10 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             cache=args.cache,
         )
-    finally:
-        destroy_distributed()
+    except BaseException:
+        destroy_distributed(wait=False)
+        raise
+    destroy_distributed()
     if DistInfo().is_main and result.history:
         last = result.history[-1]
         print(f"trained {args.model} for {last.epoch} epochs in {out_dir}")
