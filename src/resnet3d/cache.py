@@ -424,6 +424,8 @@ class VolumeCache:
         key: str,
         volumes: Iterable[int] | None = None,
         stacker: SliceStacker | None = None,
+        *,
+        compact: bool = False,
     ) -> np.ndarray:
         """Volumes of one scan from the cached slices.
 
@@ -432,13 +434,15 @@ class VolumeCache:
             volumes: Volume numbers (default all), as ``stacker.volume_indices`` counts.
             stacker: Depth, stride, remainder and output dtype to use; its slice settings must
                 match the cache's. Default: the build's settings with float32 output.
+            compact: Return uint8 volumes with gray scans as one channel, the cache's own
+                form (see :meth:`~resnet3d.volumes.SliceStacker.stack_prepared`).
 
         Returns:
             The volumes, equal to ``stacker.load(scan)`` for 8-bit sources (deeper sources
             were rounded to 256 levels when cached).
 
         Shape:
-            ``(N, C, D, H, W)``.
+            ``(N, C, D, H, W)``; with ``compact``, ``(N, 1, D, H, W)`` for gray scans.
 
         Raises:
             KeyError: If the scan is not cached.
@@ -457,10 +461,8 @@ class VolumeCache:
         if len(idx) == 0:
             shape = (0, stk.channels, stk.depth, *array.shape[1:3])
             return np.zeros(shape, dtype=np.dtype(stk.dtype))
-        needed = np.unique(idx[idx >= 0])
-        prepared = np.asarray(array[needed])
-        positions = np.where(idx < 0, -1, np.searchsorted(needed, np.maximum(idx, 0)))
-        return stk.stack_prepared(prepared, positions)
+        # Indexing the memory map with the slice numbers reads the volumes in one copy.
+        return stk.stack_prepared(array, idx, compact=compact)
 
     def to_index(self) -> ScanIndex:
         """The cached scans as a :class:`~resnet3d.data.ScanIndex` (paths are the sources).

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from ._utils import check_choice, did_you_mean
 from .errors import (
@@ -38,7 +38,7 @@ from .errors import (
     Resnet3DError,
 )
 from .readers import ScanFiles, is_junk_name, natural_key, scan_files
-from .volumes import SliceStacker, default_threads
+from .volumes import SliceStacker, _convert, default_threads
 
 if TYPE_CHECKING:
     from .cache import VolumeCache
@@ -1285,6 +1285,9 @@ class VolumeDataset(Dataset):
     ``(C, D, H, W)`` in the stacker's dtype (float32 in ``[0, 1]`` by default). Slices are
     decoded on the fly (only the ``D`` slices of the requested volume) or, with ``cache``,
     read from a :class:`resnet3d.cache.VolumeCache` built with the same slice settings.
+    :meth:`load_batch` reads a whole batch at once, optionally compact (gray as one channel,
+    8-bit data as uint8): the library's trainer and evaluation move batches that way and
+    restore the full volumes on the device.
 
     Args:
         index: A :class:`ScanIndex`, or a :class:`Split` together with ``split``.
@@ -1404,15 +1407,114 @@ class VolumeDataset(Dataset):
             self._files[position] = files
         return files
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int, str, str]:
+    @property
+    def channels(self) -> int:
+        """Channels of every volume (the stacker's ``channels``): what the model takes."""
+        return self.stacker.channels
+
+    def _volume(self, item: int, compact: bool) -> tuple[np.ndarray, ScanRecord]:
         scan, volume = self._position(item)
         row = self.index[scan]
         if self.cache is not None:
-            array = self.cache.load(row.key, [volume], self.stacker)[0]
+            array = self.cache.load(row.key, [volume], self.stacker, compact=compact)[0]
         else:
             # Errors name the slice file; DataLoader workers re-raise them with the message.
-            array = self.stacker.load(self._scan_files(scan, row), [volume])[0]
+            files = self._scan_files(scan, row)
+            array = self.stacker.load(files, [volume], compact=compact)[0]
+        return array, row
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int, str, str]:
+        array, row = self._volume(item, compact=False)
         tensor = torch.from_numpy(array)
         if self.transform is not None:
             tensor = self.transform(tensor)
         return tensor, row.label_index, row.scan_id, row.patient_id
+
+    def load_batch(
+        self, items: Sequence[int], *, compact: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], tuple[str, ...]]:
+        """Several samples at once, collated: what a DataLoader batch of them holds.
+
+        The volumes are read straight into one batch tensor (in shared memory inside a
+        DataLoader worker), so a batch is copied once instead of once per item and again to
+        collate. :func:`resnet3d.inference.make_loader` reads batches this way.
+
+        Args:
+            items: Sample numbers.
+            compact: Send the volumes in their smallest exact form: gray scans as one
+                channel, 8-bit data as uint8 (the cache always; decoded PNG/JPEG slices).
+                :func:`resnet3d.inference.prepare_batch` with ``channels=self.channels``
+                restores exactly the ``compact=False`` batch on the device (repeated
+                channels, ``x / 255``). A batch that mixes gray and colour scans, or 8-bit
+                and deeper data, is widened to the common form on the host. Ignored when
+                the data set has a ``transform`` (it sees the items as ``self[i]`` gives them).
+
+        Returns:
+            ``(volumes, labels, scan_ids, patient_ids)``, as ``default_collate`` would give
+            for ``[self[i] for i in items]`` (with ``compact``: the compact volumes);
+            labels are int64.
+
+        Raises:
+            IndexError: For a sample number out of range.
+
+        Shape:
+            volumes: ``(B, C, D, H, W)``; with ``compact``, ``C`` is 1 when every volume
+            of the batch is gray.
+        """
+        if self.transform is not None:
+            from torch.utils.data import default_collate
+
+            volumes, labels, scans, patients = default_collate([self[i] for i in items])
+            return volumes, labels, tuple(scans), tuple(patients)
+        arrays, rows = [], []
+        for item in items:
+            array, row = self._volume(item, compact)
+            arrays.append(array)
+            rows.append(row)
+        labels = torch.tensor([r.label_index for r in rows], dtype=torch.int64)
+        return (
+            _stack_volumes(arrays),
+            labels,
+            tuple(r.scan_id for r in rows),
+            tuple(r.patient_id for r in rows),
+        )
+
+
+def _stack_volumes(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """One ``(B, C, D, H, W)`` tensor from ``(C, D, H, W)`` volumes, copied once.
+
+    Compact volumes of one batch may differ in channels (gray 1, colour C) and dtype (uint8,
+    float32): they are widened to the batch's largest channel count (repeating gray) and, if
+    any is float, to float32 (``x / 255``, exactly as the stacker converts).
+    """
+    if not arrays:
+        raise ValueError("a batch needs at least one volume")
+    channels = max(a.shape[0] for a in arrays)
+    rest = arrays[0].shape[1:]
+    for a in arrays:
+        if a.ndim != 4 or a.shape[1:] != rest or a.shape[0] not in (1, channels):
+            raise ValueError(
+                "volumes of one batch must share (D, H, W) and have 1 or "
+                f"{channels} channels; got shapes {sorted({tuple(v.shape) for v in arrays})}"
+            )
+    wide = any(a.dtype != np.uint8 for a in arrays)
+    out = _empty_batch((len(arrays), channels, *rest), torch.float32 if wide else torch.uint8)
+    target = out.numpy()
+    for k, a in enumerate(arrays):
+        # numpy copies on one thread: torch's parallel copy stalls on a busy CPU, and
+        # DataLoader workers run single-threaded anyway.
+        np.copyto(target[k], _convert(a, "float32") if wide else a)
+    return out
+
+
+def _empty_batch(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor; in a DataLoader worker, in shared memory.
+
+    Sending a tensor to the main process moves it to shared memory first (a copy) unless it
+    already lives there; ``default_collate`` allocates its batches this way too.
+    """
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    proto = torch.empty(0, dtype=dtype)
+    storage = proto._typed_storage()._new_shared(math.prod(shape), device="cpu")
+    return proto.new(storage).resize_(shape)

@@ -37,6 +37,7 @@ from .inference import (
     Predictions,
     autocast,
     cross_entropy,
+    loader_channels,
     make_loader,
     predict_loader,
     prepare_batch,
@@ -261,6 +262,7 @@ class Trainer:
             seed=config.seed,
             workers=config.workers,
             drop_last="single",
+            compact=True,
         )
         self.valid_loader = (
             make_loader(
@@ -270,6 +272,7 @@ class Trainer:
                 dist_info=self.dist,
                 shuffle=False,
                 workers=config.workers,
+                compact=True,
             )
             if valid_set is not None and len(valid_set) > 0  # type: ignore[arg-type]
             else None
@@ -437,8 +440,9 @@ class Trainer:
         accum = config.grad_accum
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(self.train_loader)
+        channels = loader_channels(self.train_loader)
         for i, (_, (volumes, labels, _scans, _patients)) in enumerate(self.train_loader):
-            x = prepare_batch(volumes, self.device, self.channels_last)
+            x = prepare_batch(volumes, self.device, self.channels_last, channels)
             y = labels.to(self.device, non_blocking=True).long()
             last_micro = (i + 1) % accum == 0 or i + 1 == n_batches
             sync = (
@@ -509,6 +513,7 @@ class Trainer:
                 seed=self.config.seed + 7919,
                 workers=self.config.workers,
                 drop_last="single",
+                compact=True,
             )
         self._bn_loader.sampler.set_epoch(self.epoch)
         norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -523,7 +528,9 @@ class Trainer:
                 for i, (_, (volumes, *_rest)) in enumerate(self._bn_loader):
                     if i >= n_batches:
                         break
-                    x = prepare_batch(volumes, self.device, self.channels_last)
+                    x = prepare_batch(
+                        volumes, self.device, self.channels_last, loader_channels(self._bn_loader)
+                    )
                     with autocast(self.device, self.precision):
                         self.model(x)
         finally:

@@ -528,11 +528,18 @@ class SliceStacker:
         files = [Path(p) for p in paths]
         if not files:
             raise ValueError("read_files needs at least one slice file")
+        return self._read_files(files)
+
+    def _read_files(self, files: Sequence[Path], keep_uint8: bool = False) -> np.ndarray:
         results = _map_threads(self._prepare_file, files, self._threads())
-        return self._assemble([r[0] for r in results], [r[1] for r in results], files)
+        return self._assemble([r[0] for r in results], [r[1] for r in results], files, keep_uint8)
 
     def _assemble(
-        self, arrays: list[np.ndarray], shapes: list[tuple[int, int]], files: Sequence[Path]
+        self,
+        arrays: list[np.ndarray],
+        shapes: list[tuple[int, int]],
+        files: Sequence[Path],
+        keep_uint8: bool = False,
     ) -> np.ndarray:
         first = shapes[0]
         for shape, path in zip(shapes, files):
@@ -549,6 +556,8 @@ class SliceStacker:
         if any(a.dtype != np.uint8 for a in arrays):
             arrays = [_to_float(a) for a in arrays]
         stacked = np.stack(arrays)
+        if keep_uint8 and stacked.dtype == np.uint8:
+            return stacked  # 8-bit slices stay 8-bit (compact volumes): scaled on the device
         return _convert(stacked, self.dtype)
 
     def read(self, scan: str | os.PathLike[str] | ScanFiles) -> np.ndarray:
@@ -570,13 +579,15 @@ class SliceStacker:
         files = scan if isinstance(scan, ScanFiles) else scan_files(scan)
         return self._read_selected(files, np.arange(files.n_slices))
 
-    def _read_selected(self, files: ScanFiles, which: np.ndarray) -> np.ndarray:
+    def _read_selected(
+        self, files: ScanFiles, which: np.ndarray, keep_uint8: bool = False
+    ) -> np.ndarray:
         if files.n_slices == 0:
             raise DatasetLayoutError(f"{files.path}: scan has no slices", path=files.path)
         if files.kind == "nifti":
             hu = read_nifti(files.path, self.max_pixels)
             return self.prepare(hu[which], domain="hu")
-        return self.read_files([files.slices[i] for i in which])
+        return self._read_files([files.slices[i] for i in which], keep_uint8)
 
     def prepare(self, slices: np.ndarray, domain: str = "auto") -> np.ndarray:
         """Resize and intensity-map slices already in memory (what reading does per file).
@@ -632,7 +643,9 @@ class SliceStacker:
 
     # -- stacking -------------------------------------------------------------------------
 
-    def stack_prepared(self, prepared: np.ndarray, indices: np.ndarray | None = None) -> np.ndarray:
+    def stack_prepared(
+        self, prepared: np.ndarray, indices: np.ndarray | None = None, *, compact: bool = False
+    ) -> np.ndarray:
         """Group prepared slices into volumes and lay them out as ``(N, C, D, H, W)``.
 
         Args:
@@ -640,12 +653,18 @@ class SliceStacker:
                 gray (repeated to ``channels``) or ``(S, H, W, C)``; uint8 or float32.
             indices: Rows of slice numbers into ``prepared`` (``-1`` for a zero slice);
                 default :meth:`volume_indices` of ``S``.
+            compact: Return the volumes in their smallest exact form, the one DataLoaders
+                move: gray slices stay one channel (``C = 1``) and uint8 slices stay uint8.
+                :func:`resnet3d.inference.prepare_batch` with ``channels=self.channels``
+                turns them into exactly the volumes ``compact=False`` gives (repeated
+                channels, ``x / 255``), on the device.
 
         Returns:
-            Volumes in this stacker's dtype (uint8 input is divided by 255 for float32).
+            Volumes in this stacker's dtype (uint8 input is divided by 255 for float32);
+            with ``compact``, uint8 input stays uint8.
 
         Shape:
-            ``(N, C, D, H, W)``.
+            ``(N, C, D, H, W)``; with ``compact``, ``(N, 1, D, H, W)`` for gray slices.
 
         Raises:
             ValueError: If the channel count does not match ``channels``.
@@ -662,6 +681,10 @@ class SliceStacker:
         vols = arr[np.where(pad, 0, idx)]
         if pad.any():
             vols[pad] = 0
+        if compact:
+            out = vols[:, None] if arr.ndim == 3 else np.moveaxis(vols, -1, 1)
+            out = np.ascontiguousarray(out)
+            return out if out.dtype == np.uint8 else _convert(out, self.dtype)
         if arr.ndim == 3 and self.dtype == "float32" and vols.dtype == np.uint8:
             # Gray to float: divide straight into each channel of the output, one pass over
             # the (largest) float array instead of a uint8 repeat followed by a conversion.
@@ -695,6 +718,8 @@ class SliceStacker:
         self,
         scan: str | os.PathLike[str] | ScanFiles,
         volumes: Iterable[int] | None = None,
+        *,
+        compact: bool = False,
     ) -> np.ndarray:
         """Read a scan and return its volumes as a numpy array.
 
@@ -704,6 +729,8 @@ class SliceStacker:
         Args:
             scan: A folder of slices, a NIfTI file, or :func:`scan_files` output.
             volumes: Volume numbers to return (default all), as :meth:`volume_indices` counts.
+            compact: Gray volumes as one channel and 8-bit data as uint8 (see
+                :meth:`stack_prepared`).
 
         Returns:
             Volumes in this stacker's dtype. A scan that yields no volume (shorter than
@@ -742,9 +769,9 @@ class SliceStacker:
             shape = (0, self.channels, self.depth, *probe.shape[1:3])
             return np.zeros(shape, dtype=np.dtype(self.dtype))
         needed = np.unique(idx[idx >= 0])
-        prepared = self._read_selected(files, needed)
+        prepared = self._read_selected(files, needed, keep_uint8=compact)
         positions = np.where(idx < 0, -1, np.searchsorted(needed, np.maximum(idx, 0)))
-        return self.stack_prepared(prepared, positions)
+        return self.stack_prepared(prepared, positions, compact=compact)
 
     def __call__(
         self,

@@ -236,6 +236,7 @@ def evaluate_model(
         dist_info=DistInfo(),
         shuffle=False,
         workers=workers,
+        compact=True,
     )
     predictions = predict_loader(model, loader, device=torch_device, precision=resolved)
     y = predictions.labels
@@ -335,7 +336,8 @@ def predict_scans(
         path = Path(scan)
         if not path.exists():
             raise FileNotFoundError(f"scan not found: {path}")
-        volumes = stacker(path)
+        # Compact (gray as one channel, 8-bit as uint8): restored exactly on the device.
+        volumes = torch.from_numpy(stacker.load(path, compact=True))
         if len(volumes) == 0:
             raise ValueError(
                 f"{path}: no volume of depth {stacker.depth} (remainder={stacker.remainder!r}); "
@@ -343,7 +345,8 @@ def predict_scans(
             )
         probs = []
         for start in range(0, len(volumes), batch_size):
-            x = prepare_batch(volumes[start : start + batch_size], torch_device, channels_last)
+            batch = volumes[start : start + batch_size]
+            x = prepare_batch(batch, torch_device, channels_last, stacker.channels)
             with autocast(torch_device, resolved):
                 logits = model(x)
             probs.append(torch.softmax(logits.float(), dim=1).cpu().double().numpy())
