@@ -3,13 +3,17 @@
 On a phantom data set (:func:`resnet3d.phantom.write_dataset`, 8-bit gray PNG slices in the
 CC-CCII layout) or a given one, this measures volumes/s of:
 
-* the data set itself, item after item in this process (``raw``: one core, no DataLoader);
-* the DataLoader that :class:`resnet3d.train.Trainer` uses (:func:`resnet3d.inference.make_loader`)
-  with 0, 1, 2... workers, after one untimed epoch (worker start-up, page cache);
+* the data set itself, item after item in this process (``raw``: one core, no DataLoader),
+  once as ``dataset[i]`` gives items (gray repeated to 3 channels) and once in the compact
+  form the trainer's loader moves (``load_batch([i], compact=True)``: gray as one channel);
+* the DataLoader that :class:`resnet3d.train.Trainer` uses
+  (:func:`resnet3d.inference.make_loader` with ``compact=True``) with 0, 1, 2... workers,
+  after one untimed epoch (worker start-up, page cache);
 
 once decoding PNG slices on the fly and once reading a cache built by
-:func:`resnet3d.cache.build_cache` (``resnet3d build-volumes``). Items are uint8, the
-cheapest host-to-device transfer; the trainer scales them on the device.
+:func:`resnet3d.cache.build_cache` (``resnet3d build-volumes``). Volumes are uint8, the
+cheapest host-to-device transfer; the trainer scales them and repeats gray to the
+stacker's channels on the device.
 
 From these it answers how many workers keep a training run fed::
 
@@ -88,8 +92,10 @@ class DataBenchResult:
             f"Machine: {describe(self.environment)}.",
             "",
             f"Data: {s['data']}; {s['n_volumes']} volumes of {s['depth']} slices "
-            f"({s['n_slices']} slices, {s['size']} x {s['size']}), uint8 items, DataLoader "
-            f"batch {s['batch']}; {s['epochs']} timed epochs after one untimed; best epoch.",
+            f"({s['n_slices']} slices, {s['size']} x {s['size']}), uint8, the trainer's "
+            f"DataLoader (compact batches: gray as one channel) with batch {s['batch']}; "
+            f"{s['epochs']} timed epochs after one untimed; best epoch. `vs raw`: against "
+            "`dataset[i]` in process.",
             "",
         ]
         header = ["source", "loader", "volumes/s", "slices/s", "per worker (volumes/s)", "vs raw"]
@@ -98,7 +104,7 @@ class DataBenchResult:
             rows.append(
                 [
                     r["source"],
-                    "raw (in process)" if r["workers"] is None else f"{r['workers']} workers",
+                    _loader_name(r),
                     r["volumes_per_s"],
                     r["slices_per_s"],
                     r["per_worker_volumes_per_s"],
@@ -113,9 +119,12 @@ class DataBenchResult:
             "|---|---:|---:|",
             f"| cache / PNG decode, per core | {fmt(m['cache_vs_decode_per_core'])}x | >= 10x |",
             f"| DataLoader overhead over raw decode (0 workers) | "
-            f"{fmt(100 * m['loader_overhead_decode'])}% | <= 10% |",
+            f"{_pct(m['loader_overhead_decode'])} | <= 10% |",
             f"| DataLoader overhead over raw cache reads (0 workers) | "
-            f"{fmt(100 * m['loader_overhead_cache'])}% | <= 10% |",
+            f"{_pct(m['loader_overhead_cache'])} | <= 10% |",
+            f"| same, against in-process compact reads (decode / cache) | "
+            f"{_pct(m['loader_overhead_decode_compact'])} / "
+            f"{_pct(m['loader_overhead_cache_compact'])} | <= 10% |",
         ]
         lines += [
             "",
@@ -272,6 +281,7 @@ def bench_data(
             environment=environment(device),
         )
         raw_rates: dict[str, float] = {}
+        compact_rates: dict[str, float] = {}
         for name, dataset in datasets.items():
 
             def raw(ds: Any = dataset) -> int:
@@ -279,10 +289,18 @@ def bench_data(
                     ds[i]
                 return len(ds)
 
+            def raw_compact(ds: Any = dataset) -> int:
+                for i in range(len(ds)):
+                    ds.load_batch([i], compact=True)
+                return len(ds)
+
             raw()  # untimed: page cache, file lists
             rate, _ = _rate(raw, epochs)
             raw_rates[name] = rate
             result.rows.append(_data_row(name, None, rate, depth, rate))
+            compact_rates[name], _ = _rate(raw_compact, epochs)
+            row = _data_row(name, None, compact_rates[name], depth, rate)
+            result.rows.append({**row, "form": "compact"})
             for w in worker_counts:
                 loader = make_loader(
                     dataset,
@@ -291,6 +309,7 @@ def bench_data(
                     dist_info=DistInfo(),
                     shuffle=True,
                     workers=w,
+                    compact=True,
                 )
 
                 def run(dl: Any = loader) -> int:
@@ -312,9 +331,32 @@ def bench_data(
                 f"{device.type}"
             )
         result.summary = _summary(result, raw_rates, train_rate, rate_source, depth)
+        for key, source in (("decode", "PNG decode"), ("cache", "uint8 cache")):
+            rate0 = _loader0(result, source)
+            result.summary[f"loader_overhead_{key}_compact"] = (
+                None if rate0 is None else 1 - rate0 / compact_rates[source]
+            )
         if device.type == "cuda":
             result.transfer = _transfer(device, (batch, 3, depth, size, size))
     return result
+
+
+def _pct(fraction: float | None) -> str:
+    """A fraction as a percentage; ``-`` when not measured (no 0-worker run)."""
+    return "-" if fraction is None else f"{fmt(100 * fraction)}%"
+
+
+def _loader_name(row: dict[str, Any]) -> str:
+    if row["workers"] is not None:
+        return f"{row['workers']} workers"
+    return "raw, compact (in process)" if row["form"] == "compact" else "raw (in process)"
+
+
+def _loader0(result: DataBenchResult, source: str) -> float | None:
+    for row in result.rows:
+        if row["source"] == source and row["workers"] == 0:
+            return float(row["volumes_per_s"])
+    return None
 
 
 def _data_row(
@@ -323,6 +365,7 @@ def _data_row(
     per_worker = rate / workers if workers else rate
     return {
         "source": source,
+        "form": "items" if workers is None else "compact",
         "workers": workers,
         "volumes_per_s": rate,
         "slices_per_s": rate * depth,
@@ -345,15 +388,9 @@ def _summary(
     rate_source: str,
     depth: int,
 ) -> dict[str, Any]:
-    def loader0(source: str) -> float | None:
-        for row in result.rows:
-            if row["source"] == source and row["workers"] == 0:
-                return float(row["volumes_per_s"])
-        return None
-
     overhead = {}
     for key, source in (("decode", "PNG decode"), ("cache", "uint8 cache")):
-        rate0 = loader0(source)
+        rate0 = _loader0(result, source)
         overhead[key] = None if rate0 is None else 1 - rate0 / raw[source]
     r1_decode = _one_worker_rate(result, "PNG decode", raw["PNG decode"])
     r1_cache = _one_worker_rate(result, "uint8 cache", raw["uint8 cache"])
