@@ -103,9 +103,12 @@ def test_compact_batches_equal_full_batches_from_png_and_cache(
 def test_batches_mixing_gray_with_colour_or_deep_scans(tmp_path: Path, extra: str) -> None:
     index = ScanIndex.from_ccii(make_data(tmp_path / "data", extra))
     stacker = SliceStacker(depth=2, size=SIZE, remainder="pad", pad_mode="zero")
-    dataset = VolumeDataset(index, stacker)
-    assert_same_model_inputs(dataset, channels_last=False)
-    rows = [dataset.load_batch([i], compact=True)[0] for i in range(len(dataset))]
+    build_cache(index, tmp_path / "cache", stacker)
+    decode = VolumeDataset(index, stacker)
+    cached = VolumeDataset(index, stacker, cache=tmp_path / "cache")
+    for dataset in (decode, cached):
+        assert_same_model_inputs(dataset, channels_last=False)
+    rows = [decode.load_batch([i], compact=True)[0] for i in range(len(decode))]
     colour_or_deep = [r for r in rows if r.shape[1] == 3 or r.dtype == torch.float32]
     assert colour_or_deep and len(colour_or_deep) < len(rows)
 

@@ -1466,18 +1466,43 @@ class VolumeDataset(Dataset):
 
             volumes, labels, scans, patients = default_collate([self[i] for i in items])
             return volumes, labels, tuple(scans), tuple(patients)
-        arrays, rows = [], []
-        for item in items:
-            array, row = self._volume(item, compact)
-            arrays.append(array)
-            rows.append(row)
+        rows = [self.index[self._position(item)[0]] for item in items]
+        volumes = None
+        if compact and self.cache is not None:
+            volumes = self._gray_from_cache(self.cache, items)
+        if volumes is None:
+            volumes = _stack_volumes([self._volume(item, compact)[0] for item in items])
         labels = torch.tensor([r.label_index for r in rows], dtype=torch.int64)
         return (
-            _stack_volumes(arrays),
+            volumes,
             labels,
             tuple(r.scan_id for r in rows),
             tuple(r.patient_id for r in rows),
         )
+
+    def _gray_from_cache(self, cache: VolumeCache, items: Sequence[int]) -> torch.Tensor | None:
+        """Compact gray volumes copied from the cache's memory maps into the batch, once.
+
+        ``None`` when a scan is colour or sizes differ: the general path handles (or
+        reports) those.
+        """
+        sources = []
+        for item in items:
+            scan, volume = self._position(item)
+            slices = cache.slices(self.index[scan].key)
+            if slices.ndim != 3:
+                return None
+            sources.append((slices, self.stacker.volume_indices(len(slices))[volume]))
+        if not sources or len({s.shape[1:] for s, _ in sources}) != 1:
+            return None
+        depth = self.stacker.depth
+        out = _empty_batch((len(sources), 1, depth, *sources[0][0].shape[1:]), torch.uint8)
+        target = out.numpy()
+        for k, (slices, idx) in enumerate(sources):
+            # Indices are valid (the cache was checked against the index): no bounds buffer.
+            np.take(slices, np.maximum(idx, 0), axis=0, out=target[k, 0], mode="clip")
+            target[k, 0, idx < 0] = 0  # pad_mode="zero"
+        return out
 
 
 def _stack_volumes(arrays: Sequence[np.ndarray]) -> torch.Tensor:
