@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from . import checkpoint as ckpt
 from ._utils import check_choice, did_you_mean
+from .augment import Augment, epoch_generator
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, sync_buffers
 from .inference import (
     Predictions,
@@ -93,6 +94,11 @@ class TrainConfig:
             :func:`resnet3d.from_pretrained` accepts (alias, Hub repo, export folder). The
             classifier is re-initialised for the data set's classes when their number
             differs; ``model`` is then ignored (the architecture comes with the weights).
+        augment: Random changes to every training batch, on the device (validation and
+            precise BN see the data as it is): ``"none"`` (the paper's recipe), or names
+            from :data:`resnet3d.augment.AUGMENTATIONS`, e.g. ``"flip,shift"`` (see
+            :class:`resnet3d.augment.Augment`). Draws depend only on ``seed``, the epoch and
+            the rank, so a resumed run repeats an uninterrupted one exactly.
     """
 
     out_dir: str = "runs/resnet3d"
@@ -117,6 +123,7 @@ class TrainConfig:
     progress: bool = True
     precise_bn: int = 0
     pretrained: str | None = None
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "grad_accum"):
@@ -140,6 +147,11 @@ class TrainConfig:
             raise ValueError(f"workers must be >= 0 or None, got {self.workers!r}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience!r}")
+        if not isinstance(self.augment, str):
+            raise TypeError(
+                f"augment must be a spec string such as 'flip,shift', got {self.augment!r}"
+            )
+        Augment.parse(self.augment)  # raises on a bad spec, naming the closest name
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-able dict."""
@@ -278,6 +290,7 @@ class Trainer:
             else None
         )
         self._bn_loader: Any = None
+        self.augment = Augment.parse(config.augment)
 
     def _build_model(self) -> ResNet3D:
         config = self.config
@@ -441,8 +454,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(self.train_loader)
         channels = loader_channels(self.train_loader)
+        augment_rng = epoch_generator(config.seed, self.epoch, self.dist.rank)
         for i, (_, (volumes, labels, _scans, _patients)) in enumerate(self.train_loader):
             x = prepare_batch(volumes, self.device, self.channels_last, channels)
+            if self.augment.enabled:
+                x = self.augment(x, augment_rng)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last_3d)
             y = labels.to(self.device, non_blocking=True).long()
             last_micro = (i + 1) % accum == 0 or i + 1 == n_batches
             sync = (

@@ -73,6 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recompute BatchNorm statistics over this many training batches "
         "before each validation (default 0: off, the paper's recipe)",
     )
+    parser.add_argument(
+        "--augment",
+        default="none",
+        metavar="SPEC",
+        help="random changes to training batches: 'flip' (left-right), 'shift' (in-plane, "
+        "up to 1/16 of the size; 'shift=0.1' for more), comma-separated, or 'none' "
+        "(default, the paper's recipe)",
+    )
     group = parser.add_argument_group("hardware")
     group.add_argument(
         "--device", default=None, help="cuda, cpu, cuda:1 (default: CUDA if present)"
@@ -134,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         pretrained=args.pretrained,
         precise_bn=args.precise_bn,
+        augment=args.augment,
     )
     stacker = SliceStacker(**stacker_kwargs(args))
     try:
