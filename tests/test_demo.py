@@ -16,12 +16,13 @@ CHANCE = 1 / 3
 def test_demo_learns_the_phantom_well_above_chance(demo_run: Path) -> None:
     summary = json.loads((demo_run / "demo-summary.json").read_text())
     accuracy = summary["test_accuracy"]
-    # Measured on this 2-core CPU (seed 0): volume 0.676, scan 0.917, patient 0.917; on an
-    # H100 with seeds 0 and 1: volume 0.78 / 0.62, scan 0.92 / 0.67. The bounds leave room
-    # for other CPUs' arithmetic and still demand far better than chance (0.333).
-    assert accuracy["volume"] >= 0.5
-    assert accuracy["scan"] >= 0.6
-    assert accuracy["patient"] >= 0.6
+    # Measured on this 2-core CPU (120 patients, 5 epochs, flips and shifts): seed 0 volume
+    # 0.727, scan 0.958, patient 0.958; seed 1: 0.805, 0.958, 0.958 (24 test patients; 0.93
+    # scan accuracy on 90 new patients for both). The bounds leave room for other CPUs'
+    # arithmetic and still demand far better than chance (0.333).
+    assert accuracy["volume"] >= 0.6
+    assert accuracy["scan"] >= 0.75
+    assert accuracy["patient"] >= 0.75
     assert summary["chance"] == pytest.approx(CHANCE)
     for name in (
         "run/best.pt",

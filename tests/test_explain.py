@@ -29,6 +29,7 @@ from resnet3d.explain import (
     slice_heatmaps,
 )
 from resnet3d.volumes import SliceStacker
+from resnet3d.workflows import stacker_for
 
 TINY = (4, 8, 16, 32)
 
@@ -398,6 +399,15 @@ def test_mask_overlap_chance_and_perfect_maps() -> None:
     chance = mask.mean()
     # a random map of the same area hits at the mask's share of the region, on average
     assert abs(np.mean(hits) - chance) < 4 * np.std(hits) / math.sqrt(len(hits))
+    # Ties share the places at the threshold: a constant map scores chance exactly, and a
+    # map hot on half of the mask plus a tie elsewhere is computed by hand.
+    flat = mask_overlap(np.zeros(mask.shape), mask, top=0.1)
+    assert flat.hit_rate == pytest.approx(chance) and flat.lift == pytest.approx(1.0)
+    small = np.zeros((10,), dtype=bool)
+    small[:4] = True
+    heat = np.array([5.0, 5.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    # top 4: the two 5s (both in the mask) and 2 of the four tied 1s (half of them inside)
+    assert mask_overlap(heat, small, top=0.4).hit_rate == pytest.approx((2 + 2 * 0.5) / 4)
     with pytest.raises(ValueError, match="same shape"):
         mask_overlap(rng.random((2, 2)), mask)
     with pytest.raises(ValueError, match="no voxel inside the region"):
@@ -469,6 +479,24 @@ def test_explain_scan_writes_one_overlay_per_slice(tmp_path: Path) -> None:
         f"slice_{i:04d}.png" for i in range(4)
     ]
     assert again.target_label == "CP" and again.covered.all()
+
+
+def test_explain_scan_warns_about_an_empty_map(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A classifier of zeros gives every feature map a zero weight: the ReLU leaves nothing.
+    scan = write_scan(tmp_path / "scan", n=4)
+    model = scan_model()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+    with caplog.at_level("WARNING", logger="resnet3d.explain"):
+        result = explain_scan(model, scan)
+    assert np.all(result.heatmaps == 0.0)
+    assert "zero everywhere" in caplog.text and "layercam" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="resnet3d.explain"):
+        explain_scan(scan_model(), scan)
+    assert "zero everywhere" not in caplog.text
 
 
 def test_explain_scan_volume_normalisation_and_overlap(tmp_path: Path) -> None:
@@ -630,3 +658,58 @@ def test_heatmaps_find_the_phantom_lesions(phantom_model: nn.Module) -> None:
     assert figures["layercam"][0] >= 1.5, report
     assert figures["layercam"][1] >= 2.0, report
     assert figures["gradcam"][0] > 1.0, report
+
+
+# ------------------------------------------------------------- lesion overlap, the demo's model
+
+
+def demo_patients(settings: dict[str, Any], count: int) -> list[phantom.PhantomScan]:
+    """Scans of ``count`` new patients drawn as the demo draws its data (same seed, size,
+    finding scale, 12-16 slices), numbered from 1000 so none is one of the demo's."""
+    return [
+        phantom.generate_scan(
+            LABELS[p % 3],
+            phantom.patient_seed(settings["seed"], p),
+            12 + p % 5,
+            settings["size"],
+            return_hu=False,
+            lesion_scale=settings["lesion_scale"],
+        )
+        for p in range(1000, 1000 + count)
+    ]
+
+
+@pytest.mark.slow
+def test_demo_model_heatmaps_find_consolidations(demo_run: Path) -> None:
+    """The model that ``resnet3d demo`` trained, on 60 new phantom patients drawn its way.
+
+    For every NCP and CP scan: the per-slice map of the true class (default method and
+    layer, raw maps), the 10% hottest lung voxels, their share inside the lesion mask (hit
+    rate) against the lesion's share of the lung (chance). Measured (seed 0, CPU): accuracy
+    0.92; lift CP 2.38 (hit rate 0.66 against 0.28), NCP 1.04 (16 of 20 NCP maps are zero
+    everywhere): the maps point at consolidations, not at the ground glass (docs/explain.md).
+    """
+    settings = json.loads((demo_run / "data" / "phantom.json").read_text())
+    model = resnet3d.from_pretrained(demo_run / "export").eval()
+    stacker = stacker_for(model)
+    hits: dict[str, list[float]] = {"NCP": [], "CP": []}
+    chances: dict[str, list[float]] = {"NCP": [], "CP": []}
+    correct = []
+    for scan in demo_patients(settings, 60):
+        y = LABELS.index(scan.label)
+        n = len(scan.slices)
+        cam = grad_cam(model, stacker.stack_array(scan.slices), target=y, normalize=False)
+        correct.append(int(cam.probs.mean(dim=0).argmax()) == y)
+        if scan.label == "Normal":
+            continue
+        heat, covered = slice_heatmaps(cam.heatmaps, stacker.volume_indices(n), n)
+        score = mask_overlap(
+            heat[covered], scan.lesion_mask[covered], scan.lung_mask[covered], top=0.1
+        )
+        hits[scan.label].append(score.hit_rate)
+        chances[scan.label].append(score.chance)
+    lift = {k: float(np.mean(hits[k]) / np.mean(chances[k])) for k in hits}
+    report = f"accuracy {np.mean(correct):.2f}, lift CP {lift['CP']:.2f}, NCP {lift['NCP']:.2f}"
+    print(f"\ndemo model, 60 new patients: {report}")
+    assert np.mean(correct) >= 0.8, report  # the premise: it learned the findings
+    assert lift["CP"] >= 1.6, report

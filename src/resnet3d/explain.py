@@ -892,6 +892,17 @@ def explain_scan(
     target_index = int(cam.targets[0])
 
     heat, covered = slice_heatmaps(torch.cat([c.heatmaps for c in cams]), indices, n_slices)
+    if covered.any() and not np.any(heat[covered] > 0):
+        # Grad-CAM's ReLU zeroes a map whose weighted features all speak against the class;
+        # a blank picture without a word would look like a bug.
+        logger.warning(
+            "%s: the %s map of class %d at %s is zero everywhere (no positive evidence at "
+            "that layer); try method='layercam' or another layer",
+            path,
+            method,
+            int(cams[0].targets[0]),
+            cams[0].layer,
+        )
     if normalize == "scan" and covered.any():
         values = heat[covered]
         low, high = float(values.min()), float(values.max())
@@ -1025,8 +1036,9 @@ def mask_overlap(
     Of the voxels in ``region`` (e.g. the lungs; default everywhere) the fraction ``top``
     with the highest heat is taken; ``hit_rate`` is how many of them lie in ``mask``. A map
     with no relation to the mask scores ``chance`` (the mask's share of the region) on
-    average. Ties at the threshold are broken by position. ``NaN`` voxels are left out of
-    the region.
+    average. Voxels tied at the threshold count fractionally, so a constant map (e.g. an
+    all-zero Grad-CAM map) scores exactly ``chance``. ``NaN`` voxels are left out of the
+    region.
 
     Args:
         heatmap: Any non-negative map.
@@ -1058,10 +1070,16 @@ def mask_overlap(
     if not inside.any():
         raise ValueError("the mask has no voxel inside the region: nothing to find")
     k = max(1, round(top * values.size))
-    hottest = np.argpartition(-values, k - 1)[:k]
+    threshold = np.partition(values, values.size - k)[values.size - k]  # k-th largest
+    above = values > threshold
+    tied = values == threshold
+    # Voxels tied at the threshold share the remaining places: each counts with the
+    # fraction of them that fits. An all-equal map (e.g. a Grad-CAM map that the ReLU
+    # zeroed everywhere) then scores exactly chance instead of whatever position wins.
+    hits = inside[above].sum() + (k - above.sum()) * inside[tied].mean()
     total = values.sum()
     return MaskOverlap(
-        hit_rate=float(inside[hottest].mean()),
+        hit_rate=float(hits / k),
         energy=float(values[inside].sum() / total) if total > 0 else 0.0,
         chance=float(inside.mean()),
         n_top=int(k),
