@@ -25,6 +25,7 @@ from resnet3d.phantom import (
     generate_scan,
     lesion_mask_path,
     load_lesion_mask,
+    load_lung_mask,
     patient_seed,
     write_dataset,
 )
@@ -314,6 +315,8 @@ def test_dataset_scans_are_generate_scan_of_the_patient_seed(dataset: Path) -> N
         assert mask.shape == read.shape and np.array_equal(mask, expected.lesion_mask)
         assert lesion_mask_path(dataset, row["label"], row["patient_id"], row["scan_id"]).is_file()
         assert mask.any() == (row["label"] != "Normal")
+        lung = load_lung_mask(dataset, row["patient_id"], row["scan_id"])
+        assert np.array_equal(lung, expected.lung_mask) and not (mask & ~lung).any()
 
 
 def test_masks_sit_beside_not_inside_scan_folders(dataset: Path) -> None:
@@ -342,6 +345,19 @@ def test_load_lesion_mask_errors_name_the_path_and_close_ids(dataset: Path) -> N
         load_lesion_mask(dataset, 1, 109)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_lesion_mask(dataset / "nowhere", 1, 100)
+    with pytest.raises(FileNotFoundError, match=r"109\.mask\.npz"):
+        load_lung_mask(dataset, 1, 109)
+
+
+def test_masks_of_an_older_data_set_without_lungs(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "d", patients=3, seed=1, **SMALL)
+    row = _read_csv(root)[0]
+    path = lesion_mask_path(root, row["label"], row["patient_id"], row["scan_id"])
+    lesion = load_lesion_mask(root, row["patient_id"], row["scan_id"])
+    np.savez_compressed(path, mask=lesion)  # as resnet3d wrote it before lung masks
+    assert np.array_equal(load_lesion_mask(root, row["patient_id"], row["scan_id"]), lesion)
+    with pytest.raises(FileNotFoundError, match=r"holds no 'lung' array.*write it again"):
+        load_lung_mask(root, row["patient_id"], row["scan_id"])
 
 
 def test_same_seed_same_files_and_more_patients_keep_the_first(tmp_path: Path) -> None:

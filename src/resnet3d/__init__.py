@@ -60,6 +60,7 @@ _SUBMODULES = (
     "readers",
     "errors",
     "explain",
+    "augment",
 )
 
 __all__ = [  # noqa: RUF022  (grouped by module, as in _EXPORTS)

@@ -58,6 +58,7 @@ __all__ = [
     "generate_scan",
     "lesion_mask_path",
     "load_lesion_mask",
+    "load_lung_mask",
     "patient_seed",
     "write_dataset",
 ]
@@ -882,6 +883,40 @@ def load_lesion_mask(
     Shape:
         ``(D, H, W)``, the scan's slice count and slice size.
     """
+    return _load_mask(out_dir, patient_id, scan_id, "mask")
+
+
+def load_lung_mask(
+    out_dir: str | os.PathLike[str], patient_id: str | int, scan_id: str | int
+) -> npt.NDArray[np.bool_]:
+    """Load the lung mask that :func:`write_dataset` saved for one scan.
+
+    The region to score a heatmap in (see :func:`resnet3d.explain.mask_overlap`): a random
+    map of the lungs hits the lesion at the lesion's share of the lungs.
+
+    Args:
+        out_dir: The data set's root folder.
+        patient_id: The patient id (as in ``unzip_filenames.csv``).
+        scan_id: The scan id.
+
+    Returns:
+        A boolean array aligned with the scan's slices; ``True`` in the lungs (parenchyma,
+        findings and vessels inside the lungs).
+
+    Raises:
+        FileNotFoundError: If there is no such mask file, or the data set was written before
+            lung masks were saved (write it again).
+
+    Shape:
+        ``(D, H, W)``, the scan's slice count and slice size.
+    """
+    return _load_mask(out_dir, patient_id, scan_id, "lung")
+
+
+def _load_mask(
+    out_dir: str | os.PathLike[str], patient_id: str | int, scan_id: str | int, key: str
+) -> npt.NDArray[np.bool_]:
+    """One array of a scan's ``.mask.npz`` (``"mask"``: lesion, ``"lung"``: lungs)."""
     root = Path(out_dir)
     pid, sid = str(patient_id), str(scan_id)
     if not root.is_dir():
@@ -904,7 +939,12 @@ def load_lesion_mask(
         path = patient_dir / f"{sid}{MASK_SUFFIX}"
         if path.is_file():
             with np.load(path, allow_pickle=False) as data:
-                return np.asarray(data["mask"], dtype=bool)
+                if key not in data.files:
+                    raise FileNotFoundError(
+                        f"{path} holds no {key!r} array (it has {sorted(data.files)}): the "
+                        "data set was written by an older resnet3d; write it again"
+                    )
+                return np.asarray(data[key], dtype=bool)
     masks = sorted(p.name[: -len(MASK_SUFFIX)] for p in patient_dirs[0].glob(f"*{MASK_SUFFIX}"))
     if not masks:
         raise FileNotFoundError(
@@ -963,7 +1003,7 @@ def write_dataset(
     Layout::
 
         OUT/<class>/<patient_id>/<scan_id>/0000.png, 0001.png, ...   8-bit gray PNG slices
-        OUT/<class>/<patient_id>/<scan_id>.mask.npz                  lesion mask (key "mask")
+        OUT/<class>/<patient_id>/<scan_id>.mask.npz                  lesion and lung masks
         OUT/unzip_filenames.csv      zip_file,label,patient_id,scan_id,n_slice
         OUT/phantom.json             the settings and per-patient seeds
 
@@ -1106,7 +1146,7 @@ def write_dataset(
                 if masks:
                     mask_path = lesion_mask_path(out, label, pid, info["scan_id"])
                     buffer = io.BytesIO()
-                    np.savez_compressed(buffer, mask=scan.lesion_mask)
+                    np.savez_compressed(buffer, mask=scan.lesion_mask, lung=scan.lung_mask)
                     _write_atomic(mask_path, buffer.getvalue())
                 rows.append(
                     (f"phantom-{label}.zip", label, pid, info["scan_id"], str(info["n_slice"]))
