@@ -292,3 +292,28 @@ def test_resume_reads_the_checkpoint_onto_the_cpu(
     monkeypatch.setattr(train_module.ckpt, "load_checkpoint", spy)
     make_trainer(tmp_path, 2).fit(resume="auto")
     assert seen == ["cpu"]
+
+
+def test_data_and_model_channels_must_agree(tmp_path: Path) -> None:
+    data = pytest.importorskip("resnet3d.data")
+    from resnet3d.phantom import write_dataset
+    from resnet3d.volumes import SliceStacker
+
+    root = write_dataset(tmp_path / "data", patients=3, size=32, slices=4, scans_per_patient=1)
+    index = data.ScanIndex.from_path(root)
+    gray = data.VolumeDataset(index, SliceStacker(depth=4, size=32, channels=1))
+    config = TrainConfig(out_dir=str(tmp_path / "run"), model="resnet10", progress=False)
+    # Before any step, with both ways out named (the model takes 3 channels by default).
+    with pytest.raises(ValueError, match=r"training set gives 1-channel.*takes 3.*channels=3"):
+        Trainer(config, gray, None, index.classes)
+    with pytest.raises(ValueError, match="validation set gives 1-channel"):
+        Trainer(config, ToyVolumes(6, 0), gray, index.classes)
+    one = TrainConfig(
+        out_dir=str(tmp_path / "run1"),
+        model="resnet10",
+        model_overrides={"in_channels": 1, **TINY},
+        epochs=1,
+        batch_size=2,
+        progress=False,
+    )
+    Trainer(one, gray, gray, index.classes).fit()

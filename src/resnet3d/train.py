@@ -239,6 +239,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model: ResNet3D = self._build_model().to(device)
+        self._check_channels()
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self.optimizer = torch.optim.Adam(
@@ -291,6 +292,18 @@ class Trainer:
         )
         self._bn_loader: Any = None
         self.augment = Augment.parse(config.augment)
+
+    def _check_channels(self) -> None:
+        """Fail before the first step when the data's channels are not the model's."""
+        expected = self.model.config.in_channels
+        for name, dataset in (("training", self.train_set), ("validation", self.valid_set)):
+            channels = getattr(dataset, "channels", None)
+            if isinstance(channels, int) and channels != expected:
+                raise ValueError(
+                    f"the {name} set gives {channels}-channel volumes but the model takes "
+                    f"{expected}: make them agree with SliceStacker(channels={expected}) or "
+                    f"model_overrides={{'in_channels': {channels}}}"
+                )
 
     def _build_model(self) -> ResNet3D:
         config = self.config
