@@ -6,9 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnet3d import phantom
 from resnet3d.cli import main
+
+
+def train_argv(root: Path, run: Path, epochs: int) -> list[str]:
+    """``resnet3d train`` on the tiny phantom: resnet10, 32 px, batch 4, lr decay every epoch."""
+    return [
+        "train",
+        *("--data", str(root), "--out-dir", str(run), "--model", "resnet10", "--size", "32"),
+        *("--epochs", str(epochs), "--batch-size", "4", "--lr-step", "1"),
+        *("--fractions", "0.34", "0.33", "0.33", "--no-progress"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -18,30 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         base / "data", patients=9, size=32, seed=1, slices=(8, 8), scans_per_patient=(1, 1)
     )
     run = base / "run"
-    code = main(
-        [
-            "train",
-            "--data",
-            str(root),
-            "--out-dir",
-            str(run),
-            "--model",
-            "resnet10",
-            "--size",
-            "32",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--lr-step",
-            "1",
-            "--fractions",
-            "0.34",
-            "0.33",
-            "0.33",
-            "--no-progress",
-        ]
-    )
+    code = main(train_argv(root, run, epochs=2))
     assert code == 0
     return root, run
 
@@ -55,32 +43,7 @@ def test_train_writes_checkpoints_split_and_log(trained: tuple[Path, Path]) -> N
 
 def test_train_resume_auto_continues(trained: tuple[Path, Path], tmp_path: Path) -> None:
     root, run = trained
-    code = main(
-        [
-            "train",
-            "--data",
-            str(root),
-            "--out-dir",
-            str(run),
-            "--model",
-            "resnet10",
-            "--size",
-            "32",
-            "--epochs",
-            "3",
-            "--batch-size",
-            "4",
-            "--lr-step",
-            "1",
-            "--fractions",
-            "0.34",
-            "0.33",
-            "0.33",
-            "--no-progress",
-            "--resume",
-            "auto",
-        ]
-    )
+    code = main([*train_argv(root, run, epochs=3), "--resume", "auto"])
     assert code == 0
     assert len((run / "log.csv").read_text().strip().splitlines()) == 4
 
@@ -152,6 +115,24 @@ def test_train_missing_data_is_a_clear_error(
 ) -> None:
     assert main(["train", "--data", str(tmp_path / "nope"), "--out-dir", str(tmp_path)]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_train_bad_augment_is_a_clear_error(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = trained
+    argv = [*train_argv(root, tmp_path / "run", epochs=1), "--augment", "flip,rotate"]
+    assert main(argv) == 2
+    assert "unknown augmentation 'rotate'" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_train_with_augmentation(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, _ = trained
+    run = tmp_path / "run"
+    assert main([*train_argv(root, run, epochs=1), "--augment", "flip,shift=0.1"]) == 0
+    saved = torch.load(run / "last.pt", weights_only=True)
+    assert saved["train_config"]["augment"] == "flip,shift=0.1"
 
 
 def test_evaluate_pretrained_without_split_is_a_clear_error(
