@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.helpers.toy import ToyVolumes
+from tests.helpers.toy import make_trainer
 
 from resnet3d.augment import DEFAULT_SHIFT, Augment, epoch_generator
-from resnet3d.train import TrainConfig, Trainer
-
-LABELS = ["a", "b", "c"]
+from resnet3d.train import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -116,32 +114,18 @@ def test_channels_last_batches() -> None:
     assert torch.equal(augment(x, epoch_generator(0, 0)), augment(cl, epoch_generator(0, 0)))
 
 
-def make_trainer(out: Path, epochs: int, augment: str) -> Trainer:
-    config = TrainConfig(
-        out_dir=str(out),
-        model="resnet10",
-        model_overrides={"widths": (4, 8, 8, 8)},
-        epochs=epochs,
-        batch_size=4,
-        lr_step=2,
-        progress=False,
-        augment=augment,
-    )
-    return Trainer(config, ToyVolumes(24, 0), ToyVolumes(12, 1), LABELS, split_hash="s")
-
-
 def test_trainer_augments_training_only_and_resumes_exactly(tmp_path: Path) -> None:
-    plain = make_trainer(tmp_path / "plain", 2, "none")
+    plain = make_trainer(tmp_path / "plain", 2, augment="none")
     plain.fit()
-    straight = make_trainer(tmp_path / "straight", 2, "flip,shift=0.2")
+    straight = make_trainer(tmp_path / "straight", 2, augment="flip,shift=0.2")
     straight.fit()
     # Augmentation changed what was learned...
     assert not torch.equal(
         plain.model.state_dict()["fc.weight"], straight.model.state_dict()["fc.weight"]
     )
-    first = make_trainer(tmp_path / "resumed", 1, "flip,shift=0.2")
+    first = make_trainer(tmp_path / "resumed", 1, augment="flip,shift=0.2")
     first.fit()
-    resumed = make_trainer(tmp_path / "resumed", 2, "flip,shift=0.2")
+    resumed = make_trainer(tmp_path / "resumed", 2, augment="flip,shift=0.2")
     resumed.fit(resume="auto")
     # ...and a resumed run draws what the uninterrupted one drew.
     sa, sb = straight.model.state_dict(), resumed.model.state_dict()

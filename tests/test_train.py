@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers.toy import ToyVolumes
+from tests.helpers.toy import LABELS, TINY, ToyVolumes, make_trainer
 
 from resnet3d.checkpoint import (
     CheckpointError,
@@ -23,23 +23,6 @@ from resnet3d.checkpoint import (
     save_checkpoint,
 )
 from resnet3d.train import TrainConfig, Trainer, TrainingDivergedError
-
-LABELS = ["a", "b", "c"]
-TINY = {"widths": (4, 8, 8, 8)}
-
-
-def make_trainer(out: Path, epochs: int, **kwargs: object) -> Trainer:
-    config = TrainConfig(
-        out_dir=str(out),
-        model="resnet10",
-        model_overrides=dict(TINY),
-        epochs=epochs,
-        batch_size=4,
-        lr_step=2,
-        progress=False,
-        **kwargs,  # type: ignore[arg-type]
-    )
-    return Trainer(config, ToyVolumes(24, 0), ToyVolumes(12, 1), LABELS, split_hash="split-1")
 
 
 def params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:

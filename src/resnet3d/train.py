@@ -468,9 +468,11 @@ class Trainer:
         n_batches = len(self.train_loader)
         channels = loader_channels(self.train_loader)
         augment_rng = epoch_generator(config.seed, self.epoch, self.dist.rank)
+        augmenting = self.augment.enabled
         for i, (_, (volumes, labels, _scans, _patients)) in enumerate(self.train_loader):
-            x = prepare_batch(volumes, self.device, self.channels_last, channels)
-            if self.augment.enabled:
+            # When augmenting, the layout is set once, after the augmentation's own copy.
+            x = prepare_batch(volumes, self.device, self.channels_last and not augmenting, channels)
+            if augmenting:
                 x = self.augment(x, augment_rng)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -554,14 +556,13 @@ class Trainer:
             norm.momentum = None  # cumulative average over the batches below
         was_training = self.model.training
         self.model.train()
+        channels = loader_channels(self._bn_loader)
         try:
             with torch.no_grad():
                 for i, (_, (volumes, *_rest)) in enumerate(self._bn_loader):
                     if i >= n_batches:
                         break
-                    x = prepare_batch(
-                        volumes, self.device, self.channels_last, loader_channels(self._bn_loader)
-                    )
+                    x = prepare_batch(volumes, self.device, self.channels_last, channels)
                     with autocast(self.device, self.precision):
                         self.model(x)
         finally:

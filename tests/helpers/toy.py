@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.utils.data import Dataset
+
+from resnet3d.train import TrainConfig, Trainer
+
+LABELS = ["a", "b", "c"]
+TINY = {"widths": (4, 8, 8, 8)}
 
 
 class ToyVolumes(Dataset):
@@ -21,3 +28,18 @@ class ToyVolumes(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str, str]:
         return self.x[i], int(self.y[i]), f"scan{i // 2}", f"patient{i // 4}"
+
+
+def make_trainer(out: Path, epochs: int, **kwargs: object) -> Trainer:
+    """A tiny resnet10 trainer on 24 training and 12 validation toy volumes (batch 4)."""
+    config = TrainConfig(
+        out_dir=str(out),
+        model="resnet10",
+        model_overrides=dict(TINY),
+        epochs=epochs,
+        batch_size=4,
+        lr_step=2,
+        progress=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return Trainer(config, ToyVolumes(24, 0), ToyVolumes(12, 1), LABELS, split_hash="split-1")

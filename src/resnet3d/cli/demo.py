@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="flip,shift",
         metavar="SPEC",
         help="training augmentation (default 'flip,shift': left-right flips and shifts of up "
-        "to 4 px keep ResNet-18 from memorising the demo's 72 training patients; 'none' to "
-        "train as the paper does)",
+        "to 1/16 of the slice size, 4 px at 64, keep ResNet-18 from memorising the demo's 72 "
+        "training patients; 'none' to train as the paper does)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of data, split and model")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: CUDA if present)")
