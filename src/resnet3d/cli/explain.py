@@ -1,4 +1,4 @@
-"""``resnet3d explain``: Grad-CAM heatmaps of one scan, one overlay PNG per slice."""
+"""``resnet3d explain``: heatmaps of one scan (Grad-CAM or occlusion), one overlay PNG per slice."""
 
 from __future__ import annotations
 
@@ -8,18 +8,26 @@ from pathlib import Path
 from . import CLIError
 from ._common import add_model_source, add_stacker_args, load_model, stacker_kwargs
 
+# resnet3d.explain.METHODS and FILLS, spelled out so that building the parser does not import
+# torch (a test keeps them equal).
+METHODS = ("gradcam", "gradcam++", "layercam", "occlusion")
+FILLS = ("mean", "zero")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "explain",
-        help="Grad-CAM heatmaps of a scan: one overlay PNG per slice and a contact sheet",
+        help="heatmaps of a scan (Grad-CAM or occlusion): one overlay PNG per slice and a "
+        "contact sheet",
         description="Show where the model looked: the scan is stacked into volumes as the "
-        "model's preprocessing spec says, each volume's Grad-CAM map for the target class "
+        "model's preprocessing spec says, each volume's map for the target class "
         "(default: the scan's predicted class) is mapped back to the scan's slices, and "
         "OUT/slice_0000.png ... (slice in gray, heatmap in colour, predicted class and "
-        "probability), OUT/contact_sheet.png and OUT/explanation.json are written. The "
+        "probability), OUT/contact_sheet.png and OUT/explanation.json are written. Grad-CAM's "
         "default layer is the deepest stage that still resolves depth (layer1 for the "
-        "paper's stem at depth 4).",
+        "paper's stem at depth 4). --method occlusion hides one window of the input at a "
+        "time and maps the drop of the class score: one forward pass per window, slower, but "
+        "it measures the model itself.",
     )
     parser.add_argument(
         "scan", type=Path, metavar="SCAN_DIR", help="a scan folder of slices (or a NIfTI file)"
@@ -40,9 +48,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=("gradcam", "gradcam++", "layercam"),
+        choices=METHODS,
         default="gradcam",
-        help="class activation map method (default gradcam)",
+        help="heatmap method (default gradcam)",
+    )
+    parser.add_argument(
+        "--patch",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="occlusion window, in-plane side in pixels, through the whole depth (default "
+        "1/8 of the slice)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="occlusion step in pixels (default half the window)",
+    )
+    parser.add_argument(
+        "--fill",
+        choices=FILLS,
+        default="mean",
+        help="what an occluded window holds: the volume's mean (default) or zeros",
     )
     parser.add_argument(
         "--normalize",
@@ -79,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"scan not found: {args.scan}")
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} exists and is not a folder")
+    if args.method != "occlusion" and (args.patch is not None or args.stride is not None):
+        raise CLIError(f"--patch and --stride apply to --method occlusion, not {args.method}")
+    if args.method == "occlusion" and args.layer != "auto":
+        raise CLIError("--layer applies to the class activation maps; occlusion has no layer")
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
     model = model.to(resolve_device(args.device)).eval()
@@ -96,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
         target=target,
         layer=args.layer,
         method=args.method,
+        patch=args.patch,
+        stride=args.stride,
+        fill=args.fill,
         normalize=args.normalize,
         batch_size=args.batch_size,
         alpha=args.alpha,
@@ -107,9 +143,13 @@ def run(args: argparse.Namespace) -> int:
     probs = ", ".join(f"{k} {v:.3f}" for k, v in zip(result.labels, result.probs))
     print(f"{result.scan}: {result.prediction} ({probs})")
     d, h, w = result.feature_shape
+    where = (
+        f"over a grid of {d} x {h} x {w} windows"
+        if result.method == "occlusion"
+        else f"at {result.layer} (feature map {d} x {h} x {w})"
+    )
     print(
-        f"{result.method} of class {result.target_label} at {result.layer} "
-        f"(feature map {d} x {h} x {w}), {result.n_slices} slices, "
+        f"{result.method} of class {result.target_label} {where}, {result.n_slices} slices, "
         f"{len(result.volume_probs)} volumes"
     )
     uncovered = int((~result.covered).sum())
