@@ -210,3 +210,18 @@ def test_volumes_and_cache_import_neither_torch_nor_the_models() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_convert_dtype_round_trips_every_level() -> None:
+    from resnet3d.volumes import convert_dtype
+
+    levels = np.arange(256, dtype=np.uint8).reshape(4, 8, 8)
+    floats = convert_dtype(levels, "float32")
+    assert floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, levels / np.float32(255.0))  # exact division
+    assert np.array_equal(convert_dtype(floats, "uint8"), levels)  # back to the same level
+    assert convert_dtype(levels, "uint8") is levels  # already uint8: no copy
+    out = convert_dtype(np.array([-0.5, 0.0019, 0.0021, 1.5], dtype=np.float32), "uint8")
+    assert out.tolist() == [0, 0, 1, 255]  # clipped, rounded to the nearest level
+    with pytest.raises(ValueError, match="Did you mean 'float32'"):
+        convert_dtype(levels, "float23")

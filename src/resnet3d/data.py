@@ -38,7 +38,7 @@ from .errors import (
     Resnet3DError,
 )
 from .readers import ScanFiles, is_junk_name, natural_key, scan_files
-from .volumes import SliceStacker, _convert, default_threads
+from .volumes import SliceStacker, convert_dtype, default_threads
 
 if TYPE_CHECKING:
     from .cache import VolumeCache
@@ -1528,7 +1528,7 @@ def _stack_volumes(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     for k, a in enumerate(arrays):
         # numpy copies on one thread: torch's parallel copy stalls on a busy CPU, and
         # DataLoader workers run single-threaded anyway.
-        np.copyto(target[k], _convert(a, "float32") if wide else a)
+        np.copyto(target[k], convert_dtype(a, "float32") if wide else a)
     return out
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "ScanFiles",
     "SliceStacker",
     "apply_window",
+    "convert_dtype",
     "list_slices",
     "load_scan",
     "resolve_window",
@@ -558,7 +559,7 @@ class SliceStacker:
         stacked = np.stack(arrays)
         if keep_uint8 and stacked.dtype == np.uint8:
             return stacked  # 8-bit slices stay 8-bit (compact volumes): scaled on the device
-        return _convert(stacked, self.dtype)
+        return convert_dtype(stacked, self.dtype)
 
     def read(self, scan: str | os.PathLike[str] | ScanFiles) -> np.ndarray:
         """Prepare every slice of a scan (no stacking).
@@ -625,7 +626,7 @@ class SliceStacker:
                 if len(self.windows) > 1:
                     a = np.repeat(a[..., None], len(self.windows), axis=-1)
                 out.append(a)
-            return _convert(np.stack(out), self.dtype)
+            return convert_dtype(np.stack(out), self.dtype)
         if arr.ndim == 4:
             raise ValueError(
                 f"colour slices must be uint8 (8-bit images), got dtype {arr.dtype}; convert "
@@ -639,7 +640,7 @@ class SliceStacker:
         else:
             dom = "hu"
         mapped = [self._map_deep(sl.astype(np.float32), dom) for sl in arr]
-        return _convert(np.stack(mapped), self.dtype)
+        return convert_dtype(np.stack(mapped), self.dtype)
 
     # -- stacking -------------------------------------------------------------------------
 
@@ -684,7 +685,7 @@ class SliceStacker:
         if compact:
             out = vols[:, None] if arr.ndim == 3 else np.moveaxis(vols, -1, 1)
             out = np.ascontiguousarray(out)
-            return out if out.dtype == np.uint8 else _convert(out, self.dtype)
+            return out if out.dtype == np.uint8 else convert_dtype(out, self.dtype)
         if arr.ndim == 3 and self.dtype == "float32" and vols.dtype == np.uint8:
             # Gray to float: divide straight into each channel of the output, one pass over
             # the (largest) float array instead of a uint8 repeat followed by a conversion.
@@ -697,7 +698,7 @@ class SliceStacker:
             out = einops.repeat(vols, "n d h w -> n c d h w", c=self.channels)
         else:
             out = einops.rearrange(vols, "n d h w c -> n c d h w")
-        return _convert(np.ascontiguousarray(out), self.dtype)
+        return convert_dtype(np.ascontiguousarray(out), self.dtype)
 
     def stack_array(self, slices: np.ndarray, domain: str = "auto") -> np.ndarray:
         """Stack slices already in memory: :meth:`prepare` then :meth:`stack_prepared`.
@@ -794,8 +795,24 @@ def _to_float(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
-def _convert(a: np.ndarray, dtype: str) -> np.ndarray:
-    """uint8 <-> float32 in [0, 1]: exact division by 255, rounding to the nearest level."""
+def convert_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
+    """Slices or volumes in a stacker's ``dtype``: ``uint8`` <-> ``float32`` in ``[0, 1]``.
+
+    ``float32`` is ``uint8 / 255`` by an exact division (what :class:`SliceStacker` returns);
+    ``uint8`` rounds ``[0, 1]`` floats to the nearest of the 256 levels (values outside are
+    clipped). Arrays already in the asked type pass through without a copy.
+
+    Args:
+        a: ``uint8`` levels or floats in ``[0, 1]``, any shape.
+        dtype: ``"float32"`` or ``"uint8"``.
+
+    Returns:
+        The array in ``dtype``, same shape.
+
+    Raises:
+        ValueError: If ``dtype`` is neither.
+    """
+    check_choice("dtype", dtype, ("float32", "uint8"))
     if dtype == "float32":
         return _to_float(a)
     if a.dtype == np.uint8:
