@@ -1,6 +1,6 @@
 """Occlusion sensitivity of 3D volumes: how much the class score drops when a window is hidden.
 
-Zeiler and Fergus (ECCV 2014) slide a grey patch over the image and record how far the class
+Zeiler and Fergus (ECCV 2014) slide a gray patch over the image and record how far the class
 score falls. Unlike a class activation map this measures the model directly, by changing its
 input, so it cannot be fooled by gradients that average out across a layer (on the demo's
 phantom model, Grad-CAM misses the ground-glass opacities that occlusion finds; see
@@ -121,7 +121,7 @@ def occlusion(
             default depth step. Default: half the window (at least 1; one step along an axis
             the window spans). The last window along each axis is moved flush with the end,
             so every voxel is covered.
-        fill: ``"mean"`` (each volume's mean per channel: a flat grey that removes structure
+        fill: ``"mean"`` (each volume's mean per channel: a flat gray that removes structure
             without adding an edge of extreme intensity), ``"zero"``, or a number in the
             model's input scale.
         batch_size: Occluded copies per forward pass.
