@@ -43,17 +43,17 @@ def _default_window(size: tuple[int, int, int]) -> tuple[int, int, int]:
     return (d, h, w)
 
 
-def _default_stride(window: tuple[int, int, int], size: tuple[int, int, int]) -> tuple[int, ...]:
+def _default_stride(
+    window: tuple[int, int, int], size: tuple[int, int, int]
+) -> tuple[int, int, int]:
     # Half a window, so every voxel is seen by about two windows per axis; one step where the
     # window spans the whole axis.
-    return tuple(max(1, w // 2) if w < s else w for w, s in zip(window, size))
+    d, h, w = (max(1, k // 2) if k < n else k for k, n in zip(window, size))
+    return (d, h, w)
 
 
-def _window_size(
-    value: Any, name: str, size: tuple[int, int, int], depth: int
-) -> tuple[int, int, int]:
-    """``(d, h, w)`` from an int (in-plane; ``depth`` in depth) or a 3-tuple, clipped to
-    ``size``."""
+def _triple(value: Any, name: str, depth: int) -> tuple[int, int, int]:
+    """``(d, h, w)`` from an int (in-plane; ``depth`` in depth) or three ints, all >= 1."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or three ints (d, h, w), got {value!r}")
     if isinstance(value, int):
@@ -66,7 +66,7 @@ def _window_size(
         raise TypeError(f"{name} must be an int or three ints (d, h, w), got {value!r}")
     if any(v < 1 for v in value):
         raise ValueError(f"{name} must be >= 1 voxel along every axis, got {tuple(value)}")
-    return (min(value[0], size[0]), min(value[1], size[1]), min(value[2], size[2]))
+    return (value[0], value[1], value[2])
 
 
 def _starts(size: int, window: int, stride: int) -> list[int]:
@@ -78,9 +78,12 @@ def _starts(size: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def _cells(a: int, b: int, c: int, window: tuple[int, int, int]) -> tuple[slice, slice, slice]:
-    """The ``(D, H, W)`` index of the window that starts at ``(a, b, c)``."""
-    return (slice(a, a + window[0]), slice(b, b + window[1]), slice(c, c + window[2]))
+def _fill_value(volume: Tensor, fill: str | float) -> Tensor:
+    """What a hidden window holds, per channel ``(C, 1, 1, 1)``: the volume's mean, or a
+    constant."""
+    if fill == "mean":
+        return volume.mean(dim=(1, 2, 3), keepdim=True)
+    return torch.full_like(volume[:, :1, :1, :1], 0.0 if fill == "zero" else float(fill))
 
 
 def occlusion(
@@ -159,11 +162,18 @@ def occlusion(
     n, _, depth, height, width = vols.shape
     size = (int(depth), int(height), int(width))
     default = _default_window(size)
-    window = _window_size(default if patch is None else patch, "patch", size, default[0])
+    asked = default if patch is None else _triple(patch, "patch", default[0])
+    window = (min(asked[0], size[0]), min(asked[1], size[1]), min(asked[2], size[2]))
     steps = _default_stride(window, size)
-    step = _window_size(steps if stride is None else stride, "stride", (1 << 30,) * 3, steps[0])
+    step = steps if stride is None else _triple(stride, "stride", steps[0])
     grid = [_starts(s, w, t) for s, w, t in zip(size, window, step)]
-    positions = [(a, b, c) for a in grid[0] for b in grid[1] for c in grid[2]]
+    # The (D, H, W) index of every window, the same for every volume.
+    regions = [
+        (slice(a, a + window[0]), slice(b, b + window[1]), slice(c, c + window[2]))
+        for a in grid[0]
+        for b in grid[1]
+        for c in grid[2]
+    ]
 
     device, dtype = _device_and_dtype(model)
     from tqdm.auto import tqdm
@@ -172,7 +182,7 @@ def occlusion(
     targets: list[Tensor] = []
     probs: list[Tensor] = []
     wanted = None
-    bar = tqdm(total=n * (len(positions) + 1), desc="occlusion", unit="pass", disable=not progress)
+    bar = tqdm(total=n * (len(regions) + 1), desc="occlusion", unit="pass", disable=not progress)
     with bar, _evaluating(model), torch.no_grad():
         for i in range(n):
             x = _model_input(vols[i : i + 1], device, dtype)
@@ -181,26 +191,18 @@ def occlusion(
             if wanted is None:
                 wanted = _resolve_targets(target, n, _labels_of(model, int(logits.shape[1])))
             y = int(logits.argmax(dim=1)) if wanted is None else int(wanted[i])
-            if isinstance(fill, str):
-                # (C, 1, 1, 1): each channel's mean, or zeros.
-                value = x[0].mean(dim=(1, 2, 3), keepdim=True)
-                value = value if fill == "mean" else torch.zeros_like(value)
-            else:
-                value = torch.full_like(x[0, :, :1, :1, :1], float(fill))
-            base = logits[0, y]
+            value = _fill_value(x[0], fill)
             total = torch.zeros(size, dtype=torch.float32, device=device)
             count = torch.zeros(size, dtype=torch.float32, device=device)
-            for start in range(0, len(positions), batch_size):
-                chunk = positions[start : start + batch_size]
+            for start in range(0, len(regions), batch_size):
+                chunk = regions[start : start + batch_size]
                 batch = x.expand(len(chunk), *x.shape[1:]).clone()
-                for k, (a, b, c) in enumerate(chunk):
-                    d, h, w = _cells(a, b, c, window)
+                for k, (d, h, w) in enumerate(chunk):
                     batch[k, :, d, h, w] = value
-                drops = base - model(batch).float()[:, y]
-                for drop, (a, b, c) in zip(drops, chunk):
-                    cells = _cells(a, b, c, window)
-                    total[cells] += drop
-                    count[cells] += 1.0
+                drops = logits[0, y] - model(batch).float()[:, y]
+                for drop, region in zip(drops, chunk):
+                    total[region] += drop
+                    count[region] += 1.0
                 bar.update(len(chunk))
             heat = (total / count).clamp_min_(0.0)[None]
             maps.append((_minmax(heat) if normalize else heat).cpu())
