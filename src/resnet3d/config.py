@@ -23,6 +23,8 @@ BLOCKS = ("basic", "bottleneck")
 CONVS = ("3d", "2plus1d")
 MIDPLANES = ("tran", "shared")
 SHORTCUTS = ("A", "B")
+#: How convolutions run (see :mod:`resnet3d.thin_depth`); kept in step with its CONV_IMPLS.
+CONV_IMPLS = ("auto", "conv3d")
 
 #: Channel multiplier of each block kind's output over its width.
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -55,6 +57,11 @@ class ResNet3DConfig:
         zero_init_residual: Initialise the last BN of every block to zero, so each block
             starts as the identity (Goyal et al. 2017).
         dropout: Dropout probability before the classifier.
+        conv_impl: How the convolutions run, not what they compute: ``"auto"`` runs thin
+            depths (input depth below the kernel's, as in layers 1-4 of the paper's 4-slice
+            volumes) as exact 2D convolutions, ``"conv3d"`` always uses ``Conv3d``. Results
+            agree to rounding; not part of the architecture (configs that differ only here
+            compare equal).
     """
 
     block: str = "basic"
@@ -71,6 +78,7 @@ class ResNet3DConfig:
     num_classes: int = 3
     zero_init_residual: bool = False
     dropout: float = 0.0
+    conv_impl: str = field(default="auto", compare=False)
     # Kept last: free-form provenance, not architecture (e.g. the factory's name).
     name: str = field(default="", compare=False)
 
@@ -85,6 +93,7 @@ class ResNet3DConfig:
         check_choice("conv", self.conv, CONVS)
         check_choice("midplanes", self.midplanes, MIDPLANES)
         check_choice("shortcut", self.shortcut, SHORTCUTS)
+        check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
         if not self.layers:
             raise ValueError("layers must name at least one stage, got ()")
         if len(self.layers) != len(self.widths):

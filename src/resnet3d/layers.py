@@ -1,15 +1,58 @@
-"""Convolution factories and the (2+1)D factorised convolution.
+"""The convolution module, convolution factories and the (2+1)D factorised convolution.
 
-The ResNet blocks build every convolution through :func:`conv3d` and, for (2+1)D nets, split
-it with :func:`tran_midplanes` into a spatial and a temporal part; normalisation and
-activation are resolved here too, so there is one place to change them.
+The ResNet blocks build every convolution through :func:`conv3d` (a :class:`ThinDepthConv3d`)
+and, for (2+1)D nets, split it with :func:`tran_midplanes` into a spatial and a temporal
+part; normalisation and activation are resolved here too, so there is one place to change
+them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
-from ._utils import to_3tuple
+from ._utils import check_choice, to_3tuple
+from .thin_depth import CONV_IMPLS, thin_depth_conv3d
+
+
+class ThinDepthConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs thin depths as exact 2D convolutions.
+
+    Same parameters, state-dict keys and results as ``nn.Conv3d`` (it is one, so converters,
+    initialisers and ``isinstance`` checks see a ``Conv3d``). Per call it picks, from the
+    input's depth: ``Conv3d``; a ``conv2d`` with the centre tap (depth 1); or a ``conv2d``
+    with the depth folded into the channels (depth below the kernel's); see
+    :mod:`resnet3d.thin_depth`. On the CPU in bf16 it also avoids oneDNN kernels that compute
+    wrong weight gradients, whatever ``impl`` says.
+
+    Args:
+        *args: As for ``nn.Conv3d``.
+        impl: ``"auto"`` (fold thin depths) or ``"conv3d"`` (never fold).
+        **kwargs: As for ``nn.Conv3d``.
+    """
+
+    def __init__(self, *args: Any, impl: str = "auto", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.impl = check_choice("conv_impl", impl, CONV_IMPLS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        return thin_depth_conv3d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,  # type: ignore[arg-type]
+            self.padding,  # type: ignore[arg-type]
+            self.dilation,  # type: ignore[arg-type]
+            self.groups,
+            self.impl,
+        )
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text if self.impl == "auto" else f"{text}, impl={self.impl!r}"
 
 
 def tran_midplanes(in_planes: int, out_planes: int, kernel: tuple[int, int, int]) -> int:
@@ -36,16 +79,18 @@ def conv3d(
     out_planes: int,
     kernel: int | tuple[int, int, int],
     stride: int | tuple[int, int, int] = 1,
-) -> nn.Conv3d:
-    """A bias-free ``Conv3d`` with "same" padding (``k // 2``) for odd kernels."""
+    impl: str = "auto",
+) -> ThinDepthConv3d:
+    """A bias-free :class:`ThinDepthConv3d` with "same" padding (``k // 2``) for odd kernels."""
     k = to_3tuple(kernel, "kernel")
-    return nn.Conv3d(
+    return ThinDepthConv3d(
         in_planes,
         out_planes,
         kernel_size=k,
         stride=to_3tuple(stride, "stride"),
         padding=(k[0] // 2, k[1] // 2, k[2] // 2),
         bias=False,
+        impl=impl,
     )
 
 

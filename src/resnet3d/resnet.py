@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .blocks import BLOCK_TYPES, BasicBlock3d, Bottleneck3d
 from .config import ResNet3DConfig
-from .layers import activation
+from .layers import ThinDepthConv3d, activation
 from .registry import register_model
 from .stems import build_stem
 
@@ -79,6 +79,7 @@ class ResNet3D(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.fc: nn.Module = self._make_classifier(config.num_classes)
         self._init_weights()
+        self._apply_conv_impl(config.conv_impl)
 
     # ----------------------------------------------------------------- public surface
     @property
@@ -119,6 +120,15 @@ class ResNet3D(nn.Module):
         self.config = self.config.replace(num_classes=num_classes)
         device = next(self.parameters()).device
         self.fc = self._make_classifier(num_classes).to(device)
+
+    def set_conv_impl(self, impl: str) -> None:
+        """Choose how every convolution runs: ``"auto"`` (fold thin depths) or ``"conv3d"``.
+
+        Changes neither parameters nor results (beyond rounding); ``config.conv_impl`` is
+        updated to match.
+        """
+        self.config = self.config.replace(conv_impl=impl)
+        self._apply_conv_impl(impl)
 
     def check_input(self, x: Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(B, in_channels, D, H, W)``."""
@@ -174,6 +184,11 @@ class ResNet3D(nn.Module):
         bound = 1 / math.sqrt(self.num_features)
         nn.init.uniform_(fc.weight, -bound, bound)
         return fc
+
+    def _apply_conv_impl(self, impl: str) -> None:
+        for module in self.modules():
+            if isinstance(module, ThinDepthConv3d):
+                module.impl = impl
 
     def _init_weights(self) -> None:
         for module in self.modules():

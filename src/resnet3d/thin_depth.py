@@ -1,0 +1,229 @@
+"""Exact 3D convolutions for thin volumes: fold the depth axis into 2D convolutions.
+
+The paper's volumes are 4 slices deep. After the stem and the max pool, most of a model runs
+at depth 2 or 1, where a "same"-padded ``Conv3d`` spends most of its depth taps on zero
+padding (a 3x3x3 conv at depth 1 uses 1 tap in 3). A convolution with depth kernel ``kd``,
+stride ``sd`` and padding ``pd`` on input depth ``D`` (output depth ``Do``) is exactly
+
+    out[t] = sum_s conv2d(x[s], w[:, :, s - t * sd + pd])   over 0 <= s - t * sd + pd < kd,
+
+one ``conv2d`` on the input viewed as ``(B, C * D, H, W)`` with a block weight
+``(Cout * Do, Cin * D, kh, kw)`` assembled from ``w`` (zero blocks where a tap falls outside
+the kernel). Its cost is ``Do * D`` depth products against ``Do * kd`` for ``Conv3d``, so the
+fold runs where ``D < kd``; at depth 1 it is a ``conv2d`` with the centre tap. Autograd
+through the assembly gives the 3D weight's exact gradient: parameters, state dict and
+optimiser state are those of ``Conv3d``.
+
+This module also keeps reduced-precision convolutions on the CPU away from oneDNN kernels
+that compute wrong weight gradients (see :func:`cpu_lowp_unsafe`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Values of ``ResNet3DConfig.conv_impl``: ``"auto"`` folds thin depths, ``"conv3d"`` never.
+CONV_IMPLS = ("auto", "conv3d")
+
+#: The three ways :func:`thin_depth_conv3d` can compute a convolution.
+PATHS = ("conv3d", "centre", "fold")
+
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def choose_path(depth: int, kernel_depth: int, stride_depth: int, pad_depth: int, impl: str) -> str:
+    """Which computation :func:`thin_depth_conv3d` uses for an input ``depth`` slices deep.
+
+    Args:
+        depth: Input depth ``D``.
+        kernel_depth: Depth of the kernel ``kd``.
+        stride_depth: Depth stride ``sd``.
+        pad_depth: Depth padding ``pd`` (zeros on each side).
+        impl: ``"auto"`` or ``"conv3d"`` (always ``Conv3d``).
+
+    Returns:
+        ``"centre"`` (depth 1 in and out: a ``conv2d`` with the tap at ``pd``), ``"fold"`` (a
+        ``conv2d`` with the block weight, where ``D < kd``) or ``"conv3d"``.
+    """
+    if impl == "conv3d":
+        return "conv3d"
+    out_depth = (depth + 2 * pad_depth - kernel_depth) // stride_depth + 1
+    if out_depth < 1 or pad_depth >= kernel_depth:
+        return "conv3d"  # let Conv3d raise its own error, or handle the odd padding
+    if depth == 1 and out_depth == 1:
+        return "centre"
+    if depth < kernel_depth:
+        return "fold"
+    return "conv3d"
+
+
+def folded_weight(
+    weight: Tensor, depth: int, stride_depth: int, pad_depth: int, depth_major: bool
+) -> Tensor:
+    """The block weight of the fold for an input ``depth`` slices deep.
+
+    Block ``(t, s)`` is ``weight[:, :, s - t * sd + pd]`` where that tap exists, else zero.
+    Built from slices of the zero-padded weight (no index tensors), so it is differentiable,
+    deterministic and free of host-device copies.
+
+    Args:
+        weight: ``(Cout, Cin, kd, kh, kw)``.
+        depth: Input depth ``D``.
+        stride_depth: Depth stride ``sd``.
+        pad_depth: Depth padding ``pd`` (``0 <= pd < kd``).
+        depth_major: Order the channels ``(depth, channel)`` (for channels-last inputs)
+            instead of ``(channel, depth)`` (a free view of contiguous inputs).
+
+    Returns:
+        ``(Cout * Do, Cin * D, kh, kw)``; rows ordered ``(Do, Cout)`` and columns ``(D, Cin)``
+        if ``depth_major``, else ``(Cout, Do)`` and ``(Cin, D)``.
+    """
+    cout, cin, kd, kh, kw = weight.shape
+    out_depth = (depth + 2 * pad_depth - kd) // stride_depth + 1
+    # Padding the tap axis by D - 1 on both sides turns "the taps slice t reads" into one
+    # contiguous window: tap s - t*sd + pd sits at index D - 1 + pd - t*sd + s.
+    padded = F.pad(weight, (0, 0, 0, 0, depth - 1, depth - 1))
+    windows = [
+        padded[:, :, depth - 1 + pad_depth - t * stride_depth :][:, :, :depth]
+        for t in range(out_depth)
+    ]
+    if depth_major:
+        blocks = torch.stack(windows, 0).transpose(2, 3)  # (Do, Cout, D, Cin, kh, kw)
+        return blocks.reshape(out_depth * cout, depth * cin, kh, kw)
+    blocks = torch.stack(windows, 1)  # (Cout, Do, Cin, D, kh, kw)
+    return blocks.reshape(cout * out_depth, cin * depth, kh, kw)
+
+
+def cpu_lowp_unsafe(x: Tensor, kernel: tuple[int, ...]) -> torch.dtype | None:
+    """The reduced dtype to restore if this CPU convolution must run in float32, else ``None``.
+
+    oneDNN's bf16 convolution computes wrong weight gradients (NaN, inf, errors of 10-100 %,
+    or heap corruption that aborts the process) where an input extent is smaller than the
+    kernel. Measured with torch 2.13.0 / oneDNN 3.12 on an AVX512-BF16 CPU without AMX
+    (AMD Zen 4, and Intel with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``): whenever
+    ``1 < depth < kd``; and with AMX (Sapphire Rapids): stride-2 convolutions of a 1 x 1
+    input, in ``conv2d`` too. Forward results and input gradients were right in every case
+    measured; the weight gradient is what breaks. Such a convolution runs in float32 on the
+    same (reduced-precision-rounded) operands; it is small or rare, so the cost is too.
+
+    Args:
+        x: The convolution's input.
+        kernel: The kernel's spatial extents (2 or 3 of them).
+
+    Returns:
+        ``None`` on other devices, in float32, or when every extent covers its kernel.
+    """
+    if x.device.type != "cpu":
+        return None
+    dtype = x.dtype
+    if dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")  # what autocast will run the conv in
+    if dtype not in _LOW_PRECISION:
+        return None
+    extents = x.shape[2:]
+    for size, k in zip(extents, kernel):
+        if k > 1 and size < k:
+            return dtype
+    return None
+
+
+def _conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+) -> Tensor:
+    """``F.conv2d`` or ``F.conv3d`` by the input's rank, in float32 where bf16 is unsafe."""
+    conv = F.conv3d if x.ndim == 5 else F.conv2d
+    restore = cpu_lowp_unsafe(x, tuple(weight.shape[2:]))
+    if restore is None:
+        return conv(x, weight, bias, stride, padding, dilation, groups)
+    with torch.autocast("cpu", enabled=False):
+        out = conv(
+            x.float(),
+            weight.float(),
+            None if bias is None else bias.float(),
+            stride,
+            padding,
+            dilation,
+            groups,
+        )
+    return out.to(restore)
+
+
+def thin_depth_conv3d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: tuple[int, int, int] = (1, 1, 1),
+    padding: tuple[int, int, int] = (0, 0, 0),
+    dilation: tuple[int, int, int] = (1, 1, 1),
+    groups: int = 1,
+    impl: str = "auto",
+) -> Tensor:
+    """``F.conv3d`` that folds thin depths into ``conv2d`` (same result, less work).
+
+    Args:
+        x: ``(B, Cin, D, H, W)``, contiguous or ``channels_last_3d``.
+        weight: ``(Cout, Cin, kd, kh, kw)``.
+        bias: ``(Cout,)`` or ``None``.
+        stride: ``(D, H, W)`` strides.
+        padding: ``(D, H, W)`` zero padding.
+        dilation: ``(D, H, W)``; the fold runs only without dilation.
+        groups: Groups; the fold runs only for 1.
+        impl: ``"auto"`` (path by :func:`choose_path`) or ``"conv3d"``.
+
+    Returns:
+        ``(B, Cout, Do, Ho, Wo)``, channels-last when ``x`` is.
+
+    Shape:
+        As :func:`torch.nn.functional.conv3d`.
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"impl={impl!r} is not supported; choose one of {CONV_IMPLS}")
+    path = "conv3d"
+    if groups == 1 and tuple(dilation) == (1, 1, 1) and x.ndim == 5:
+        path = choose_path(x.shape[2], weight.shape[2], stride[0], padding[0], impl)
+    if path == "conv3d":
+        return _conv(x, weight, bias, stride, padding, dilation, groups)
+    plane_stride, plane_padding = tuple(stride[1:]), tuple(padding[1:])
+    if path == "centre":
+        out = _conv(
+            x.squeeze(2), weight[:, :, padding[0]], bias, plane_stride, plane_padding, (1, 1), 1
+        )
+        return out.unsqueeze(2)
+    return _fold(x, weight, bias, stride, padding)
+
+
+def _fold(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int, int],
+    padding: tuple[int, int, int],
+) -> Tensor:
+    batch, cin, depth, height, width = x.shape
+    cout = weight.shape[0]
+    out_depth = (depth + 2 * padding[0] - weight.shape[2]) // stride[0] + 1
+    plane_stride, plane_padding = tuple(stride[1:]), tuple(padding[1:])
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        # Channels-last: (B, D, H, W, C) in memory. One copy makes it (B, H, W, D, C), a
+        # channels-last 2D tensor with D * C channels; the result goes back the same way.
+        planes = x.permute(0, 3, 4, 2, 1).reshape(batch, height, width, depth * cin)
+        w2d = folded_weight(weight, depth, stride[0], padding[0], depth_major=True)
+        b2d = None if bias is None else bias.repeat(out_depth)
+        out = _conv(planes.permute(0, 3, 1, 2), w2d, b2d, plane_stride, plane_padding, (1, 1), 1)
+        ho, wo = out.shape[-2:]
+        out = out.permute(0, 2, 3, 1).reshape(batch, ho, wo, out_depth, cout)
+        return out.permute(0, 4, 3, 1, 2).contiguous(memory_format=torch.channels_last_3d)
+    # Contiguous: (B, C, D, H, W) is already (B, C * D, H, W) in memory; so is the result.
+    planes = x.contiguous().reshape(batch, cin * depth, height, width)
+    w2d = folded_weight(weight, depth, stride[0], padding[0], depth_major=False)
+    b2d = None if bias is None else bias.repeat_interleave(out_depth)
+    out = _conv(planes, w2d, b2d, plane_stride, plane_padding, (1, 1), 1)
+    return out.reshape(batch, cout, out_depth, out.shape[-2], out.shape[-1])
