@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import torch
 
 import resnet3d
 from resnet3d import hub, pretrained
+from resnet3d._hub_probe import HUB_TIMEOUT_S, hub_timeout
 from resnet3d.hub import (
     HubUnavailableError,
     InvalidExportError,
@@ -216,6 +218,101 @@ def test_unreachable_hub_maps_to_one_error(
         from_pretrained("ccii-depth4", cache_dir=tmp_path, local_files_only=False)
 
 
+# ----------------------------------------------------------------------------- no network
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Offline mode off (the suite turns it on), HF_HUB_ETAG_TIMEOUT unset: the defaults."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    yield
+
+
+@pytest.fixture
+def refused_endpoint(online: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """HF_ENDPOINT on a loopback port nobody listens on: connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    return url
+
+
+@pytest.fixture
+def silent_endpoint(online: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """HF_ENDPOINT on a loopback socket that accepts connections and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # the kernel completes the handshakes; nothing ever reads or replies
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        yield url
+
+
+def test_repo_id_with_refused_connection_fails_at_once(
+    refused_endpoint: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "empty-cache"
+    start = time.perf_counter()
+    with pytest.raises(HubUnavailableError) as info:
+        from_pretrained("org/name", cache_dir=cache)
+    assert time.perf_counter() - start < 3.0  # was 23 s of huggingface_hub retries
+    message = str(info.value)
+    for part in ("repo 'org/name'", "the Hub is unreachable", str(cache), "hf download org/name"):
+        assert part in message, part
+
+
+def test_repo_id_with_silent_hub_fails_after_one_short_timeout(
+    silent_endpoint: str, tmp_path: Path
+) -> None:
+    start = time.perf_counter()
+    with pytest.raises(HubUnavailableError, match="the Hub is unreachable"):
+        from_pretrained("org/name", cache_dir=tmp_path / "empty-cache")
+    elapsed = time.perf_counter() - start
+    assert elapsed < HUB_TIMEOUT_S + 3.0, elapsed
+
+
+def test_repo_id_with_hf_hub_offline_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # An endpoint that would hang: offline mode must not even try it.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        start = time.perf_counter()
+        with pytest.raises(HubUnavailableError) as info:
+            from_pretrained("org/name", cache_dir=tmp_path / "empty-cache")
+        assert time.perf_counter() - start < 1.0
+    assert "offline mode is on (HF_HUB_OFFLINE)" in str(info.value)
+    assert "hf download org/name" in str(info.value)
+
+
+def test_unreachable_hub_falls_back_to_a_cached_branch(
+    published: dict[str, Any], refused_endpoint: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "hub"
+    build_cache(cache, REPO, published["commit"], published["files"])
+    start = time.perf_counter()
+    model = from_pretrained(REPO, cache_dir=cache)  # branch main, as cached before
+    assert time.perf_counter() - start < 3.0
+    cfg = model.pretrained_cfg
+    assert cfg is not None and cfg["revision"] == published["commit"]
+
+
+def test_hub_timeout_follows_hf_hub_etag_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    assert hub_timeout() == HUB_TIMEOUT_S
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1.5")
+    assert hub_timeout() == 1.5
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "soon")
+    assert hub_timeout() == HUB_TIMEOUT_S
+
+
 # ----------------------------------------------------------------------------- loopback Hub
 class FakeHub:
     """The few Hub endpoints hf_hub_download, create_repo and create_commit use.
@@ -398,6 +495,10 @@ def test_alias_downloads_from_loopback_hub(
     again = from_pretrained("ccii-depth4", cache_dir=cache)
     assert len(fake_hub.requests) == seen
     assert again.config == model.config
+    # Online, a pinned commit in the cache is not asked for either (no reachability probe).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    from_pretrained("ccii-depth4", cache_dir=cache)
+    assert len(fake_hub.requests) == seen
 
 
 def test_repo_without_config_json(

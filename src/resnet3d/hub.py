@@ -25,7 +25,9 @@ called ``org/name`` or ``ccii-depth4``, write ``./org/name`` (a warning is logge
 folder exists beside an alias or repo id of the same name).
 
 The Hub is reached through ``huggingface_hub`` (its cache, ``HF_HUB_CACHE``, ``HF_ENDPOINT``,
-``HF_HUB_OFFLINE`` and tokens), all read when a function runs, not at import.
+``HF_HUB_OFFLINE``, ``HF_HUB_ETAG_TIMEOUT`` and tokens), all read when a function runs, not at
+import. Each file is asked for once with a short timeout first, so an unreachable Hub means
+the cache, or a clear error, within seconds (see :mod:`resnet3d._hub_probe`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._hub_probe import hub_timeout, network_errors, probe_hub
 from ._utils import did_you_mean
 from ._version import __version__
 from .errors import Resnet3DError
@@ -405,8 +408,13 @@ def _hub_download(
     token: str | bool | None,
     alias: str | None,
 ) -> Path:
-    """``hf_hub_download`` with the library's errors (one type for offline/unreachable)."""
-    from huggingface_hub import hf_hub_download
+    """``hf_hub_download`` with the library's errors (one type for offline/unreachable).
+
+    Online, the Hub is probed first with one short request (:mod:`resnet3d._hub_probe`): when
+    it cannot be reached, only the cache is read, so no network fails in seconds instead of
+    after huggingface_hub's retries.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -418,15 +426,40 @@ def _hub_download(
 
     what = f"alias {alias!r} (repo {repo_id!r})" if alias else f"repo {repo_id!r}"
     where = f"{what} at revision {revision or 'main'!r}"
+    endpoint, timeout = _endpoint(), hub_timeout()
+    unavailable: tuple[type[BaseException], ...] = (
+        LocalEntryNotFoundError,
+        HfHubHTTPError,
+        *network_errors(),
+    )
+    unreachable: BaseException | None = None
+    # A pinned commit already in the cache needs no network (hf_hub_download would not ask
+    # either); a branch or tag is asked for, since it may have moved.
+    pinned_and_cached = (
+        revision is not None
+        and _HEX40.fullmatch(revision) is not None
+        and isinstance(try_to_load_from_cache(repo_id, filename, cache_dir, revision), str)
+    )
+    if not local_files_only and not pinned_and_cached:
+        unreachable = probe_hub(
+            repo_id, filename, revision=revision, endpoint=endpoint, token=token, timeout=timeout
+        )
+        if unreachable is not None:
+            logger.info(
+                "the Hub at %s is unreachable (%s); reading the cache only",
+                endpoint or "huggingface.co",
+                unreachable,
+            )
     try:
         path = hf_hub_download(
             repo_id,
             filename,
             revision=revision,
             cache_dir=cache_dir,
-            local_files_only=local_files_only,
+            local_files_only=local_files_only or unreachable is not None,
             token=token,
-            endpoint=_endpoint(),
+            endpoint=endpoint,
+            etag_timeout=timeout,
             library_name="resnet3d",
             library_version=__version__,
         )
@@ -441,7 +474,7 @@ def _hub_download(
             f"{where}: repository not found or not accessible ({type(error).__name__}); check "
             "the name, or log in with 'hf auth login' for a private or gated repo"
         ) from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, ConnectionError, TimeoutError) as error:
+    except unavailable as error:
         state = (
             "offline mode is on (HF_HUB_OFFLINE)" if local_files_only else "the Hub is unreachable"
         )
@@ -449,7 +482,8 @@ def _hub_download(
         raise HubUnavailableError(
             f"cannot load {where}: {state} and {filename} is not in the cache folder "
             f"{cache_dir}. Pre-download it where the Hub is reachable with:\n  {hint}\n"
-            f"(huggingface-cli download takes the same arguments). Cause: {error}",
+            f"(huggingface-cli download takes the same arguments). "
+            f"Cause: {unreachable or error}",
             path=cache_dir,
         ) from None
     return Path(path)
