@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +351,42 @@ def test_overwrite_of_a_clean_export(export: tuple[resnet3d.ResNet3D, Path]) -> 
         out = from_pretrained(folder)(x)
         assert torch.equal(out, new(x)) and not torch.equal(out, model(x))
     assert [p.name for p in folder.parent.iterdir()] == ["export"]
+
+
+@pytest.fixture
+def umask() -> Iterator[Callable[[int], int]]:
+    """``os.umask`` for one test: the umask it had before is restored after it."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    try:
+        yield os.umask
+    finally:
+        os.umask(previous)
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    paths = [folder, *sorted(folder.iterdir())]
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in paths}
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_export_files_get_the_users_umask(
+    umask: Callable[[int], int], mask: int, tmp_path: Path
+) -> None:
+    umask(mask)
+    folder = save_pretrained(tiny(), tmp_path / "export", preprocessing=SPEC)
+    modes = _modes(folder)
+    assert modes.pop("export") == 0o777 & ~mask  # e.g. 0755, not mkdtemp's 0700
+    assert modes == dict.fromkeys(hub.EXPORT_FILES, 0o666 & ~mask)  # not safetensors' 0600
+    # Replacing an export, wholesale or file by file beside foreign files, keeps the rule.
+    save_pretrained(tiny(seed=3), folder)
+    assert _modes(folder)["model.safetensors"] == 0o666 & ~mask
+    (folder / "notes.txt").write_text("mine\n")
+    folder.chmod(0o700)  # the user's own folder: its mode is theirs and is kept
+    save_pretrained(tiny(seed=4), folder)
+    modes = _modes(folder)
+    assert modes.pop("export") == 0o700
+    assert modes == {**dict.fromkeys(hub.EXPORT_FILES, 0o666 & ~mask), "notes.txt": 0o666 & ~mask}
 
 
 # ----------------------------------------------------------------------------- names

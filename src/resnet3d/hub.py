@@ -39,6 +39,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -874,7 +875,10 @@ def save_pretrained(
         description=description,
         alias=cfg.get("alias"),
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    # A plain mkdir, not mkdtemp: the export is for sharing, so the folder gets the mode the
+    # umask gives any folder the user makes (mkdtemp's is 0700).
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(
@@ -886,6 +890,9 @@ def save_pretrained(
         )
         _write_model_card(tmp / MODEL_CARD_NAME, model, document, metric_list)
         (tmp / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        # safetensors creates its file 0600 whatever the umask; give the weights the mode that
+        # open() gave the config (0o666 & ~umask, or what the folder's default ACL says).
+        os.chmod(tmp / WEIGHTS_NAME, stat.S_IMODE((tmp / CONFIG_NAME).stat().st_mode))
         _swap_into(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
