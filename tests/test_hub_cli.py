@@ -104,7 +104,7 @@ def test_metrics_from_evaluation_formats(tmp_path: Path) -> None:
         "volume_macro_f1",
         "patient_macro_recall",
     }
-    assert metrics[0].split.startswith("evaluation set (e.json), volume level")
+    assert metrics[0].split.startswith("split not recorded (e.json), volume level")
     single = json.loads(eval_file.read_text())["levels"]["volume"]
     (tmp_path / "single.json").write_text(json.dumps(single))
     metrics, _ = metrics_from_evaluation(tmp_path / "single.json", split="held-out")
@@ -114,6 +114,48 @@ def test_metrics_from_evaluation_formats(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"loss": 0.1}')
     with pytest.raises(ValueError, match="not an evaluation report"):
         metrics_from_evaluation(tmp_path / "bad.json")
+
+
+def test_model_card_names_the_split_that_evaluate_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``resnet3d evaluate --split test`` records the split; ``export`` names it in the card."""
+    from resnet3d.data import ScanIndex, split_by_patient
+    from resnet3d.phantom import write_dataset
+
+    root = write_dataset(
+        tmp_path / "data", patients=9, size=32, slices=(4, 4), scans_per_patient=(1, 1)
+    )
+    _, ckpt = training_checkpoint(tmp_path / "run" / "best.pt")
+    split = split_by_patient(ScanIndex.from_ccii(root), fractions=(0.34, 0.33, 0.33))
+    split.to_json(tmp_path / "run" / "split.json")  # where evaluate looks, beside the checkpoint
+    evaluate = ["evaluate", "--checkpoint", str(ckpt), "--data", str(root), "--split", "test"]
+    assert main([*evaluate, "--out", str(tmp_path / "eval"), "--no-plots"]) == 0
+    eval_file = tmp_path / "eval" / "evaluation.json"
+    assert json.loads(eval_file.read_text())["split"] == "test"
+    assert main(["export", str(ckpt), str(tmp_path / "export"), "--eval-json", str(eval_file)]) == 0
+    card = (tmp_path / "export" / "README.md").read_text()
+    n_test = len({row.patient_id for row in split.test})
+    assert "| patient_accuracy | " in card
+    assert f"| test split, patient level (n={n_test}) |" in card
+    assert "evaluation set" not in card and "not recorded" not in card
+    capsys.readouterr()
+
+
+def test_metrics_from_evaluation_names_recorded_splits(tmp_path: Path) -> None:
+    eval_file = evaluation_json(tmp_path / "e.json")
+    doc = json.loads(eval_file.read_text())
+    for recorded, text in [
+        ("valid", "valid split"),
+        ("all", "all scans (no split)"),
+        ("CC-CCII test", "CC-CCII test"),
+    ]:
+        eval_file.write_text(json.dumps({**doc, "split": recorded}))
+        metrics, _ = metrics_from_evaluation(eval_file)
+        assert metrics[0].split == f"{text}, volume level (n=8)"
+        # An explicit split (CLI: export --split) wins over the recorded one.
+        metrics, _ = metrics_from_evaluation(eval_file, split="held-out")
+        assert metrics[0].split.startswith("held-out, volume level")
 
 
 def test_export_refuses_evaluation_of_other_labels(

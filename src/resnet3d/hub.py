@@ -1217,13 +1217,15 @@ def metrics_from_evaluation(
 
     For each level (volume, scan, patient) it takes the accuracy and the macro precision,
     recall, F1 and AUROC, all fractions. The split text says which data and level they were
-    measured on, e.g. ``"test, patient level (n=44)"``.
+    measured on, e.g. ``"test split, patient level (n=44)"``.
 
     Args:
-        path: The JSON file: ``{"labels": [...], "levels": {level: report}}``, or a single
-            ``ClassificationReport.to_dict()``.
-        split: Which data was evaluated (e.g. ``"CC-CCII test"``); default the file's
-            ``"split"`` entry, else ``"evaluation set (<file name>)"``.
+        path: The JSON file: ``{"split": ..., "labels": [...], "levels": {level: report}}``,
+            or a single ``ClassificationReport.to_dict()``.
+        split: Which data was evaluated (e.g. ``"CC-CCII test"``), used as given. Default: the
+            file's ``"split"`` entry (``resnet3d evaluate`` records its ``--split``; a patient
+            split's name ``"test"`` reads ``"test split"``), else ``"split not recorded"``
+            (with a warning).
 
     Returns:
         The metrics and the labels the file names (``None`` if it names none).
@@ -1241,7 +1243,7 @@ def metrics_from_evaluation(
         raise InvalidExportError(f"{file} is not valid JSON: {error}", path=file) from None
     if not isinstance(doc, dict):
         raise InvalidExportError(f"{file} must hold a JSON object", path=file)
-    split = split or doc.get("split") or f"evaluation set ({file.name})"
+    split = split or _split_text(doc.get("split"), file)
     levels = doc.get("levels")
     if levels is None and "accuracy" in doc:
         levels = {str(doc.get("level", "volume")): doc}
@@ -1268,6 +1270,22 @@ def metrics_from_evaluation(
                 metrics.append(Metric(name=f"{level}_{name}", value=value, split=where))
     labels = doc.get("labels")
     return metrics, (list(labels) if isinstance(labels, list) else None)
+
+
+def _split_text(recorded: Any, file: Path) -> str:
+    """How the model card names the data an ``evaluation.json`` was measured on."""
+    if isinstance(recorded, str) and recorded.strip():
+        name = recorded.strip()
+        # resnet3d evaluate records its --split: a patient split's name, or "all".
+        if name in ("train", "valid", "test"):
+            return f"{name} split"
+        return "all scans (no split)" if name == "all" else name
+    logger.warning(
+        "%s does not record which split it evaluated (written before resnet3d evaluate "
+        "recorded it); pass split= (CLI: --split) to name it in the model card",
+        file,
+    )
+    return f"split not recorded ({file.name})"
 
 
 def export_checkpoint(

@@ -204,6 +204,7 @@ def evaluate_model(
     precision: str = "fp32",
     workers: int | None = None,
     ci: bool = False,
+    split: str | None = None,
 ) -> Evaluation:
     """Evaluate at volume, scan (mean of its volumes) and patient (mean of its volumes) level.
 
@@ -219,6 +220,9 @@ def evaluate_model(
         precision: ``"fp32"`` (default, for reported numbers), ``"bf16"``, ``"fp16"``, ``"auto"``.
         workers: DataLoader workers; default sized to the device.
         ci: Add bootstrap confidence intervals (resampling patients).
+        split: Which data ``dataset`` is, e.g. ``"test"`` (a patient split's name) or
+            ``"CC-CCII test"``; recorded as ``"split"`` in ``evaluation.json``, where
+            ``resnet3d export`` reads it to name the split in the model card.
 
     Returns:
         The :class:`Evaluation`.
@@ -262,7 +266,9 @@ def evaluate_model(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         target = out / "evaluation.json"
-        document = {"labels": labels, "levels": evaluation.to_dict()}
+        document: dict[str, Any] = {"labels": labels, "levels": evaluation.to_dict()}
+        if split is not None:
+            document = {"split": split, **document}
         target.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
         evaluation.files.append(target)
         if plots:

@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         workers=args.workers,
         ci=args.ci,
+        split=args.split,
     )
     print(f"evaluated {len(dataset)} volumes of {len(subset)} scans ({args.split} split)")
     print(evaluation.summary())

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--split",
         help="which data --eval-json was measured on, e.g. 'CC-CCII test' (default: the "
-        "file's 'split' entry, else 'evaluation set (<file name>)')",
+        "split that 'resnet3d evaluate' recorded in the file, e.g. 'test split')",
     )
     parser.add_argument("--license", help="SPDX license id of the weights, e.g. apache-2.0")
     parser.add_argument("--dataset", help="training data, one line for the model card")
