@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import glob
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +24,7 @@ from resnet3d.phantom import (
     CSV_NAME,
     MARKER_NAME,
     MASK_SUFFIX,
+    MASKS_DIR,
     PhantomScan,
     generate_scan,
     lesion_mask_path,
@@ -268,8 +272,8 @@ def test_dataset_layout_and_csv_match(dataset: Path) -> None:
     assert tuple(rows[0]) == CSV_COLUMNS
     on_disk = {
         (p.parts[-3], p.parts[-2], p.parts[-1])
-        for p in dataset.glob("*/*/*")
-        if p.is_dir() and not p.name.startswith(".")
+        for p in dataset.glob("*/*/*")  # pathlib's glob, unlike the shell's, sees dot-names
+        if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(dataset).parts)
     }
     assert on_disk == {(r["label"], r["patient_id"], r["scan_id"]) for r in rows}
     for row in rows:
@@ -319,12 +323,43 @@ def test_dataset_scans_are_generate_scan_of_the_patient_seed(dataset: Path) -> N
         assert np.array_equal(lung, expected.lung_mask) and not (mask & ~lung).any()
 
 
-def test_masks_sit_beside_not_inside_scan_folders(dataset: Path) -> None:
+def test_masks_sit_in_a_mirrored_dot_tree(dataset: Path) -> None:
     masks = sorted(dataset.rglob(f"*{MASK_SUFFIX}"))
     assert len(masks) == len(_read_csv(dataset))
     for path in masks:
-        scan_dir = path.with_name(path.name[: -len(MASK_SUFFIX)])
-        assert scan_dir.is_dir() and path.parent == scan_dir.parent
+        relative = path.relative_to(dataset / MASKS_DIR)  # all under OUT/.masks
+        label, patient, name = relative.parts
+        assert (dataset / label / patient / name[: -len(MASK_SUFFIX)]).is_dir()
+
+
+def test_shell_globs_over_scan_folders_find_only_scans(dataset: Path) -> None:
+    rows = _read_csv(dataset)
+    scans = {os.fspath(dataset / r["label"] / r["patient_id"] / r["scan_id"]) for r in rows}
+    # glob.glob follows the shell: '*' skips dot-names, so OUT/.masks is never matched.
+    assert set(glob.glob(os.fspath(dataset / "*" / "*" / "*"))) == scans
+    for row in rows:
+        patient = dataset / row["label"] / row["patient_id"]
+        assert all(p in scans for p in glob.glob(os.fspath(patient / "*")))
+
+
+def test_predict_takes_a_shell_glob_over_a_patients_scans(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's command, ``resnet3d predict ph/CP/5/*``, on a tiny exported model."""
+    import resnet3d
+
+    root = write_dataset(
+        tmp_path / "ph", patients=3, seed=2, size=32, slices=4, scans_per_patient=2
+    )
+    model = resnet3d.create_model("resnet10", widths=(4, 4, 4, 4), num_classes=3)
+    spec = {"depth": 4, "size": 32, "channels": 3}
+    export = model.save_pretrained(tmp_path / "export", preprocessing=spec, labels=list(CLASSES))
+    scans = sorted(glob.glob(os.fspath(root / "CP" / "2" / "*")))
+    assert len(scans) == 2
+    argv = ["predict", *scans, "--pretrained", os.fspath(export), "--precision", "fp32"]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert all(scan in out for scan in scans) and MASK_SUFFIX not in out
 
 
 def test_scan_index_reads_a_phantom_dataset_without_issues(dataset: Path) -> None:
@@ -347,6 +382,18 @@ def test_load_lesion_mask_errors_name_the_path_and_close_ids(dataset: Path) -> N
         load_lesion_mask(dataset / "nowhere", 1, 100)
     with pytest.raises(FileNotFoundError, match=r"109\.mask\.npz"):
         load_lung_mask(dataset, 1, 109)
+
+
+def test_masks_of_an_older_layout_beside_the_scan_folders_still_load(dataset: Path) -> None:
+    row = _read_csv(dataset)[0]
+    new = lesion_mask_path(dataset, row["label"], row["patient_id"], row["scan_id"])
+    old = dataset / row["label"] / row["patient_id"] / new.name  # where resnet3d put them before
+    lesion = load_lesion_mask(dataset, row["patient_id"], row["scan_id"])
+    new.rename(old)
+    try:
+        assert np.array_equal(load_lesion_mask(dataset, row["patient_id"], row["scan_id"]), lesion)
+    finally:
+        old.rename(new)
 
 
 def test_masks_of_an_older_data_set_without_lungs(tmp_path: Path) -> None:
@@ -520,6 +567,26 @@ def test_cli_refuses_a_non_empty_folder_without_overwrite(
     assert main(["phantom", str(tmp_path), "--patients", "3", "--size", "32"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_cli_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from resnet3d.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a for a in commands.choices["phantom"]._actions if a.option_strings]
+    for action in options:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help and "default" in action.help, action.option_strings
+        if action.default not in (None, False):
+            value = action.default
+            shown = " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+            assert f"default {shown}" in action.help, (action.option_strings, action.help)
+    with pytest.raises(SystemExit):
+        main(["phantom", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at any space
+    assert "(default 30)" in text and "(default 16 40)" in text and ".masks" in text
 
 
 def test_phantom_does_not_import_torch() -> None:

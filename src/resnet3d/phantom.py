@@ -53,6 +53,7 @@ __all__ = [
     "CSV_NAME",
     "LUNG_WINDOW",
     "MARKER_NAME",
+    "MASKS_DIR",
     "MASK_SUFFIX",
     "PhantomScan",
     "generate_scan",
@@ -75,8 +76,12 @@ CSV_NAME = "unzip_filenames.csv"
 CSV_COLUMNS: tuple[str, ...] = ("zip_file", "label", "patient_id", "scan_id", "n_slice")
 MARKER_NAME = "phantom.json"
 """The file that marks a folder as written by :func:`write_dataset` (and records its settings)."""
+MASKS_DIR = ".masks"
+"""The folder under ``OUT`` that holds the masks, in a tree mirroring the scans' (see
+:func:`lesion_mask_path`). A dot-folder, so a shell glob over the scan folders (``OUT/CP/5/*``)
+and every scan lister skip it."""
 MASK_SUFFIX = ".mask.npz"
-"""Lesion masks live in ``OUT/<class>/<patient_id>/<scan_id>.mask.npz``, beside the scan folder."""
+"""A scan's masks are ``OUT/.masks/<class>/<patient_id>/<scan_id>.mask.npz``."""
 
 MIN_SIZE = 32
 MAX_SIZE = 1024
@@ -844,10 +849,11 @@ def generate_scan(
 def lesion_mask_path(
     out_dir: str | os.PathLike[str], label: str, patient_id: str | int, scan_id: str | int
 ) -> Path:
-    """Where :func:`write_dataset` stores the lesion mask of one scan.
+    """Where :func:`write_dataset` stores the lesion and lung masks of one scan.
 
-    The mask sits in the patient folder next to (not inside) the scan folder, so slice readers
-    never see it, and its ``.npz`` suffix makes every slice and scan lister skip it.
+    The masks live in a separate tree, ``OUT/.masks``, that mirrors the scans' layout: neither
+    inside a scan folder (slice readers would see them) nor beside one (``predict OUT/CP/5/*``
+    would pick them up as scans). The dot-folder is skipped by shell globs and scan listers.
 
     Args:
         out_dir: The data set's root folder.
@@ -856,9 +862,9 @@ def lesion_mask_path(
         scan_id: The scan id.
 
     Returns:
-        ``out_dir/<label>/<patient_id>/<scan_id>.mask.npz``.
+        ``out_dir/.masks/<label>/<patient_id>/<scan_id>.mask.npz``.
     """
-    return Path(out_dir) / label / str(patient_id) / f"{scan_id}{MASK_SUFFIX}"
+    return Path(out_dir) / MASKS_DIR / label / str(patient_id) / f"{scan_id}{MASK_SUFFIX}"
 
 
 def load_lesion_mask(
@@ -935,8 +941,11 @@ def _load_mask(
             f"no patient {pid!r} under {root}/{{{','.join(CLASSES)}}}; "
             f"{len(known)} patients exist." + did_you_mean(pid, known)
         )
-    for patient_dir in patient_dirs:
-        path = patient_dir / f"{sid}{MASK_SUFFIX}"
+    labels = [patient_dir.parent.name for patient_dir in patient_dirs]
+    mask_dirs = [root / MASKS_DIR / label / pid for label in labels]
+    # Data sets written before the masks moved to .masks keep them beside the scan folders.
+    candidates = [d / f"{sid}{MASK_SUFFIX}" for d in (*mask_dirs, *patient_dirs)]
+    for path in candidates:
         if path.is_file():
             with np.load(path, allow_pickle=False) as data:
                 if key not in data.files:
@@ -945,14 +954,18 @@ def _load_mask(
                         "data set was written by an older resnet3d; write it again"
                     )
                 return np.asarray(data[key], dtype=bool)
-    masks = sorted(p.name[: -len(MASK_SUFFIX)] for p in patient_dirs[0].glob(f"*{MASK_SUFFIX}"))
+    masks = sorted(
+        p.name[: -len(MASK_SUFFIX)]
+        for folder in (mask_dirs[0], patient_dirs[0])
+        for p in folder.glob(f"*{MASK_SUFFIX}")
+    )
     if not masks:
         raise FileNotFoundError(
-            f"no lesion masks in {patient_dirs[0]} (was the data set written with masks=False?)"
+            f"no masks in {mask_dirs[0]} (was the data set written with masks=False?)"
         )
     raise FileNotFoundError(
-        f"no lesion mask {patient_dirs[0] / (sid + MASK_SUFFIX)}: patient {pid!r} has masks "
-        f"for scans {masks}." + did_you_mean(sid, masks)
+        f"no mask {candidates[0]}: patient {pid!r} has masks for scans {masks}."
+        + did_you_mean(sid, masks)
     )
 
 
@@ -965,7 +978,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _clear_previous(out: Path, classes: Sequence[str]) -> None:
     """Remove what an earlier ``write_dataset`` wrote in ``out``; refuse to touch anything else."""
-    ours = [out / name for name in (*dict.fromkeys((*CLASSES, *classes)), CSV_NAME)]
+    ours = [out / name for name in (*dict.fromkeys((*CLASSES, *classes)), MASKS_DIR, CSV_NAME)]
     present = [p for p in ours if p.exists()]
     marker = out / MARKER_NAME
     if present and not marker.is_file():
@@ -1003,7 +1016,7 @@ def write_dataset(
     Layout::
 
         OUT/<class>/<patient_id>/<scan_id>/0000.png, 0001.png, ...   8-bit gray PNG slices
-        OUT/<class>/<patient_id>/<scan_id>.mask.npz                  lesion and lung masks
+        OUT/.masks/<class>/<patient_id>/<scan_id>.mask.npz           lesion and lung masks
         OUT/unzip_filenames.csv      zip_file,label,patient_id,scan_id,n_slice
         OUT/phantom.json             the settings and per-patient seeds
 
@@ -1024,7 +1037,7 @@ def write_dataset(
         scans_per_patient: Scans per patient, an int or an inclusive ``(min, max)``
             range (1 to 99).
         classes: The class folders to fill, a subset of ``("NCP", "CP", "Normal")``.
-        masks: Also save each scan's lesion mask.
+        masks: Also save each scan's lesion and lung masks (under ``OUT/.masks``).
         progress: Show a tqdm progress bar on stderr.
         vary_size: Let each scan's size vary by up to 1/8 around ``size`` (never below 32).
         overwrite: Replace an earlier phantom data set in ``out_dir``.
@@ -1145,6 +1158,7 @@ def write_dataset(
                 os.replace(tmp, final)
                 if masks:
                     mask_path = lesion_mask_path(out, label, pid, info["scan_id"])
+                    mask_path.parent.mkdir(parents=True, exist_ok=True)
                     buffer = io.BytesIO()
                     np.savez_compressed(buffer, mask=scan.lesion_mask, lung=scan.lung_mask)
                     _write_atomic(mask_path, buffer.getvalue())

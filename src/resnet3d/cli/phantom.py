@@ -17,16 +17,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "phantom",
         help="write a synthetic chest-CT data set (CC-CCII layout)",
         description="Write a synthetic chest-CT data set in the CC-CCII layout: "
-        "OUT/{NCP,CP,Normal}/<patient>/<scan>/0000.png..., OUT/unzip_filenames.csv and, beside "
-        "each scan folder, its lesion mask <scan>.mask.npz. NCP scans carry bilateral peripheral "
-        "ground-glass opacities, CP scans a lobar consolidation, Normal scans nothing. "
+        "OUT/{NCP,CP,Normal}/<patient>/<scan>/0000.png..., OUT/unzip_filenames.csv and each "
+        "scan's lesion and lung masks in a mirrored tree, OUT/.masks/<class>/<patient>/"
+        "<scan>.mask.npz (a dot-folder: globs over the scan folders do not see it; read them "
+        "with resnet3d.phantom.load_lesion_mask / load_lung_mask). NCP scans carry bilateral "
+        "peripheral ground-glass opacities, CP scans a lobar consolidation, Normal scans nothing. "
         "A toy for smoke tests and demos, not CT data.",
     )
     parser.add_argument("out", type=Path, metavar="OUT", help="folder to write")
     parser.add_argument(
-        "--patients", type=int, default=30, help="number of patients, split over the classes"
+        "--patients",
+        type=int,
+        default=30,
+        help="number of patients, split over the classes (default 30)",
     )
-    parser.add_argument("--size", type=int, default=128, help="slice height and width (px)")
+    parser.add_argument(
+        "--size", type=int, default=128, help="slice height and width in px (default 128)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     parser.add_argument(
         "--slices",
@@ -49,24 +56,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="CLASS",
-        help="class folders to fill (default: NCP CP Normal)",
+        help="class folders to fill (default NCP CP Normal)",
     )
-    parser.add_argument("--no-masks", action="store_true", help="do not save lesion masks")
     parser.add_argument(
-        "--vary-size", action="store_true", help="let each scan's size vary by up to 1/8"
+        "--no-masks",
+        action="store_true",
+        help="do not save the lesion and lung masks (default: save them under OUT/.masks)",
+    )
+    parser.add_argument(
+        "--vary-size",
+        action="store_true",
+        help="let each scan's size vary by up to 1/8 (default: every scan is SIZE x SIZE)",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier phantom data set in OUT (deletes only what the phantom wrote)",
+        help="replace an earlier phantom data set in OUT (deletes only what the phantom "
+        "wrote; default: refuse a non-empty OUT)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar (default: shown)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the data set and print a one-line summary."""
-    from ..phantom import CLASSES, CSV_NAME, write_dataset
+    from ..phantom import CLASSES, CSV_NAME, MASK_SUFFIX, MASKS_DIR, write_dataset
 
     out: Path = args.out
     if out.exists() and not out.is_dir():
@@ -98,7 +114,11 @@ def run(args: argparse.Namespace) -> int:
     scans = Counter(row["label"] for row in rows)
     n_slices = sum(int(row["n_slice"]) for row in rows)
     per_class = ", ".join(f"{c} {patients[c]}/{scans[c]}" for c in classes)
-    masks = "" if args.no_masks else "; lesion masks in <class>/<patient>/<scan>.mask.npz"
+    masks = (
+        ""
+        if args.no_masks
+        else f"; lesion and lung masks in {out / MASKS_DIR}/<class>/<patient>/<scan>{MASK_SUFFIX}"
+    )
     print(
         f"wrote {sum(patients.values())} patients, {len(rows)} scans, {n_slices} slices "
         f"(patients/scans: {per_class}) of {'~' if args.vary_size else ''}{args.size}x{args.size} "
