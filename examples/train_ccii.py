@@ -31,7 +31,8 @@ The sweeps of the paper (Tables 5 to 7) are loops over this script:
 - models (Table 7, depth 4, batch 32): ``--model resnet18|resnet18_2plus1d|resnet34|
   resnet34_2plus1d|resnet50``
 
-``--tiny`` trains for one epoch on a 9-patient synthetic phantom on the CPU (what CI runs).
+``--tiny`` trains for one epoch on a 9-patient synthetic phantom on the CPU (what CI runs), in
+a temporary folder that it removes.
 """
 
 from __future__ import annotations
@@ -54,25 +55,32 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--cache", type=Path, default=None, help="uint8 volume cache folder")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run on phantom data")
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse()
-    size = 512
-    extra: list[str] = []
     if args.tiny:
         from _tiny import tiny_dataset
 
-        work = Path(tempfile.mkdtemp(prefix="resnet3d-tiny-"))
-        args.data = tiny_dataset(work / "data")
-        args.out = work / "run"
-        args.model, args.epochs, args.batch_size, size = "resnet10", 1, 4, 32
-        extra = ["--fractions", "0.34", "0.33", "0.33", "--no-progress"]
+        with tempfile.TemporaryDirectory(prefix="resnet3d-tiny-") as work:
+            args.data = tiny_dataset(Path(work) / "data")
+            args.out = Path(work) / "run"
+            args.model, args.epochs, args.batch_size = "resnet10", 1, 4
+            extra = ["--fractions", "0.34", "0.33", "0.33", "--no-progress"]
+            code = train_and_evaluate(args, size=32, extra=extra)
+        print(f"smoke run finished with status {code}; its temporary folder is removed")
+        return code
     if args.data is None:
         print("--data ROOT is required (or --tiny)", file=sys.stderr)
         return 2
+    return train_and_evaluate(args, size=512, extra=[])
+
+
+def train_and_evaluate(args: argparse.Namespace, size: int, extra: list[str]) -> int:
+    """``resnet3d train`` (each command prints its device and precision), then ``evaluate``."""
     train = [
         "train",
         "--data",
@@ -91,6 +99,8 @@ def main() -> int:
         str(args.epochs),
         "--resume",
         "auto",
+        "--precision",
+        args.precision,
         *extra,
     ]
     if args.cache is not None:

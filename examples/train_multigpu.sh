@@ -17,15 +17,20 @@
 # Rank 0 writes the checkpoints and the log; every rank reads the same split.json. The same
 # command with --nproc_per_node=1 (or plain `resnet3d train`) trains in one process.
 #
-# --tiny: two CPU processes (gloo) on a synthetic phantom, one epoch (what CI runs).
+# Each command prints the device, precision and memory layout it chose (rank 0 only);
+# --precision auto|bf16|fp16|fp32 changes the precision (default auto).
+#
+# --tiny [--precision P]: two CPU processes (gloo) on a synthetic phantom, one epoch, in a
+# temporary folder that is removed on exit (what CI runs).
 set -euo pipefail
 
 if [ "${1:-}" != "--tiny" ]; then
-  sed -n '2,20p' "$0"
+  sed -n '2,24p' "$0"
   exit 0
 fi
+shift  # the rest (e.g. --precision fp32) goes to resnet3d train
 
-work="$(mktemp -d)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/resnet3d-multigpu-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 python - "$work" <<'PY'
 import sys
@@ -36,6 +41,7 @@ tiny_dataset(Path(sys.argv[1]) / "data")
 PY
 OMP_NUM_THREADS=1 python -m torch.distributed.run --standalone --nproc_per_node=2 \
   -m resnet3d.cli train --data "$work/data" --out-dir "$work/run" --model resnet10 \
-  --size 32 --epochs 1 --batch-size 2 --fractions 0.34 0.33 0.33 --no-progress --device cpu
+  --size 32 --epochs 1 --batch-size 2 --fractions 0.34 0.33 0.33 --no-progress --device cpu \
+  "$@"
 test -f "$work/run/last.pt"
-echo "multi-process smoke run finished: $work/run/last.pt"
+echo "multi-process smoke run finished: rank 0 wrote last.pt (its temporary folder is removed)"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from tests.helpers.cli import RUNTIME_LINE
+from tests.helpers.modules import hide_module
 
 from resnet3d import phantom
 from resnet3d.cli import main
@@ -71,6 +74,8 @@ def test_evaluate_levels_plots_and_json(
     )
     text = capsys.readouterr().out
     assert "volume" in text and "patient" in text
+    # evaluate's default precision is fp32 (reported numbers); fp32 on a CPU is contiguous.
+    assert re.search(r"^device cpu, precision fp32, memory contiguous$", text, re.MULTILINE)
     document = json.loads((out / "evaluation.json").read_text())
     assert set(document["levels"]) == {"volume", "scan", "patient"}
     assert document["levels"]["patient"]["n_samples"] == 3  # one test patient per class
@@ -96,10 +101,13 @@ def test_predict_table_and_files(
                 str(out_json),
                 "--csv",
                 str(out_csv),
+                "--precision",
+                "fp32",
             ]
         )
         == 0
     )
+    assert "device cpu, precision fp32, memory contiguous" in capsys.readouterr().out
     rows = json.loads(out_json.read_text())
     assert [Path(r["scan"]) for r in rows] == scans
     for row in rows:
@@ -107,7 +115,52 @@ def test_predict_table_and_files(
         assert sum(row["probabilities"].values()) == pytest.approx(1.0)
         assert row["n_volumes"] == 2  # 8 slices, depth 4
     assert out_csv.read_text().startswith("scan,")
-    assert "prediction" in capsys.readouterr().out
+
+
+def test_train_says_its_device_precision_and_layout(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = trained
+    argv = [*train_argv(root, tmp_path / "run", epochs=1), "--precision", "fp32"]
+    assert main([*argv, "--channels-last", "on"]) == 0
+    lines = RUNTIME_LINE.findall(capsys.readouterr().out)
+    assert lines == [("cpu", "fp32", "", "channels_last_3d")]
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert saved["train_config"]["precision"] == "fp32"
+
+
+def test_fp16_on_a_cpu_is_a_one_line_error(
+    trained: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, run = trained
+    scan = next(p for p in (root / "NCP").glob("*/*") if p.is_dir())
+    argv = ["predict", str(scan), "--checkpoint", str(run / "best.pt"), "--device", "cpu"]
+    assert main([*argv, "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "precision='fp16' needs a CUDA device" in err
+
+
+def test_evaluate_without_matplotlib_says_how_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked first: the checkpoint and data here do not even exist."""
+    hide_module(monkeypatch, "matplotlib")
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "best.pt"), "--data", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "pip install matplotlib" in err and "--no-plots" in err
+
+
+def test_evaluate_without_matplotlib_and_plots_writes_the_metrics(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, run = trained
+    hide_module(monkeypatch, "matplotlib")
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(root)]
+    assert main([*argv, "--out", str(out), "--no-plots"]) == 0
+    assert [p.name for p in out.iterdir()] == ["evaluation.json"]
 
 
 def test_train_missing_data_is_a_clear_error(
@@ -185,4 +238,7 @@ def test_help_texts(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    assert len(capsys.readouterr().out) > 200
+    text = capsys.readouterr().out
+    assert len(text) > 200
+    if command != "models":
+        assert "--precision {auto,bf16,fp16,fp32}" in text

@@ -54,6 +54,7 @@ _SUBMODULES = (
     "train",
     "workflows",
     "inference",
+    "runtime",
     "checkpoint",
     "distributed",
     "cache",

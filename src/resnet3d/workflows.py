@@ -27,12 +27,11 @@ from .inference import (
     make_loader,
     predict_loader,
     prepare_batch,
-    resolve_device,
-    resolve_precision,
-    use_channels_last,
 )
 from .metrics import ClassificationReport, classification_report
+from .metrics import require_matplotlib as _require_matplotlib
 from .resnet import ResNet3D
+from .runtime import resolve_runtime
 from .train import TrainConfig, Trainer, TrainResult
 from .volumes import SliceStacker
 
@@ -213,11 +212,12 @@ def evaluate_model(
         dataset: Volumes with labels, e.g. ``VolumeDataset(split.test, stacker)``.
         labels: Class names; default the model's.
         out_dir: If given, writes ``evaluation.json`` and, with ``plots``, confusion-matrix
-            and ROC PNGs per level (needs the ``plot`` extra).
+            and ROC PNGs per level (matplotlib).
         plots: Write the PNGs.
         batch_size: Volumes per forward pass.
         device: Device; default CUDA when present.
         precision: ``"fp32"`` (default, for reported numbers), ``"bf16"``, ``"fp16"``, ``"auto"``.
+            The memory layout follows :func:`resnet3d.runtime.resolve_runtime` (``"auto"``).
         workers: DataLoader workers; default sized to the device.
         ci: Add bootstrap confidence intervals (resampling patients).
         split: Which data ``dataset`` is, e.g. ``"test"`` (a patient split's name) or
@@ -226,23 +226,38 @@ def evaluate_model(
 
     Returns:
         The :class:`Evaluation`.
+
+    Raises:
+        ValueError: If the data set is empty or ``precision`` is not allowed.
+        ImportError: If plots are asked for and matplotlib is missing (raised before the
+            model runs).
     """
     labels = list(labels) if labels is not None else model_labels(model)
     if len(dataset) == 0:
         raise ValueError("the evaluation set has no volumes")
-    torch_device = resolve_device(device)
-    resolved = resolve_precision(precision, torch_device)
-    model = model.to(torch_device).eval()
+    if plots and out_dir is not None:
+        _require_matplotlib()  # fail before the predictions, not after them
+    # The layout predict_scans and training use ("auto"): what resnet3d evaluate prints.
+    runtime = resolve_runtime(device, precision)
+    model = model.to(runtime.device).eval()
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     loader = make_loader(
         dataset,
         batch_size,
-        device=torch_device,
+        device=runtime.device,
         dist_info=DistInfo(),
         shuffle=False,
         workers=workers,
         compact=True,
     )
-    predictions = predict_loader(model, loader, device=torch_device, precision=resolved)
+    predictions = predict_loader(
+        model,
+        loader,
+        device=runtime.device,
+        precision=runtime.precision,
+        channels_last=runtime.channels_last,
+    )
     y = predictions.labels
     scans = [f"{p}/{s}" for p, s in zip(predictions.patient_ids, predictions.scan_ids)]
     common: dict[str, Any] = {"labels": labels, "ci": ci, "zero_division": 0.0}
@@ -331,9 +346,8 @@ def predict_scans(
     """
     stacker = stacker if stacker is not None else stacker_for(model)
     labels = model_labels(model)
-    torch_device = resolve_device(device)
-    resolved = resolve_precision(precision, torch_device)
-    channels_last = use_channels_last("auto", torch_device, resolved)
+    runtime = resolve_runtime(device, precision)
+    torch_device, resolved, channels_last = runtime.device, runtime.precision, runtime.channels_last
     model = model.to(torch_device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]

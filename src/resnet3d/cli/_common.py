@@ -35,6 +35,76 @@ def load_model(args: argparse.Namespace) -> Any:
     return from_pretrained(args.pretrained)
 
 
+PRECISION_CHOICES = ("auto", "bf16", "fp16", "fp32")
+
+
+def add_device_and_precision(parser: Any, precision: str, use: str, note: str = "") -> None:
+    """``--device`` and ``--precision {auto,bf16,fp16,fp32}`` on a parser or argument group.
+
+    Args:
+        parser: The parser or argument group.
+        precision: The default precision.
+        use: What the precision is for, e.g. ``"training"``.
+        note: Appended to the precision's help.
+    """
+    parser.add_argument(
+        "--device", default=None, help="cuda, cpu, cuda:1... (default: CUDA if present)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=precision,
+        help=f"{use} precision (default {precision}; auto: bf16 on CUDA and on CPUs with native "
+        f"bf16, else fp32; the choice is printed before the work starts){note}",
+    )
+
+
+def announce_runtime(
+    device: str | None, precision: str, channels_last: str | bool = "auto", note: str = ""
+) -> Any:
+    """Resolve the device, precision and memory layout and print them in one line.
+
+    Printed before the work starts, so that a user sees what ``auto`` chose here and which
+    option changes it. Under ``torchrun`` only rank 0 prints.
+
+    Args:
+        device: ``--device`` (``None``: CUDA when present).
+        precision: ``--precision``.
+        channels_last: ``--channels-last`` where a command has it.
+        note: Appended to the line.
+
+    Returns:
+        The :class:`~resnet3d.runtime.Runtime`.
+
+    Raises:
+        ValueError: If the combination is not allowed (fp16 on a CPU).
+    """
+    from ..runtime import resolve_runtime
+
+    runtime = resolve_runtime(device, precision, channels_last)
+    if is_main_process():
+        print(f"{runtime.describe()}{note}", flush=True)
+    return runtime
+
+
+def is_main_process() -> bool:
+    """False on the ranks other than 0 of a ``torchrun`` launch (they print nothing)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def require_plots() -> None:
+    """Fail in one line, before any work, when plots are wanted and matplotlib is missing."""
+    from ..metrics import require_matplotlib
+
+    try:
+        require_matplotlib()
+    except ImportError:
+        raise CLIError(
+            "plots need matplotlib, which is not installed: pip install matplotlib "
+            "(a resnet3d dependency), or pass --no-plots to skip them"
+        ) from None
+
+
 def add_stacker_args(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """Volume-builder options; with ``defaults=False`` they only override a model's spec."""
     group = parser.add_argument_group("volumes (how scans become C x D x H x W volumes)")

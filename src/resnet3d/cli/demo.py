@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from . import CLIError
+from ._common import add_device_and_precision, announce_runtime, require_plots
 
 MARKER = "resnet3d-demo.json"
+# Reported numbers come from fp32, as `resnet3d evaluate` computes them by default.
+EVAL_PRECISION = "fp32"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "training patients; 'none' to train as the paper does)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of data, split and model")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: CUDA if present)")
+    add_device_and_precision(
+        parser,
+        precision="auto",
+        use="training",
+        note="; evaluation and prediction run in fp32, as resnet3d evaluate does by default",
+    )
+    parser.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="skip the confusion-matrix and ROC pictures (they need matplotlib)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -78,16 +92,25 @@ def run(args: argparse.Namespace) -> int:
     from .. import phantom
     from ..data import ScanIndex, VolumeDataset
     from ..hub import from_pretrained
-    from ..inference import resolve_device
     from ..train import TrainConfig, Trainer
     from ..volumes import SliceStacker
-    from ..workflows import evaluate_model, load_or_make_split, predict_scans
+    from ..workflows import (
+        evaluate_model,
+        load_or_make_split,
+        model_from_checkpoint,
+        predict_scans,
+    )
 
     start = time.perf_counter()
     out: Path = args.out
+    if not args.no_plots:
+        require_plots()  # before the data and the training, not after them
+    runtime = announce_runtime(
+        args.device, args.precision, note=f" for training; evaluation in {EVAL_PRECISION}"
+    )
+    device = runtime.device
     _prepare_out(out)
     (out / MARKER).write_text(json.dumps({"patients": args.patients, "size": args.size}) + "\n")
-    device = resolve_device(args.device)
 
     def step(n: int, text: str) -> None:
         print(f"[{n}/6 {time.perf_counter() - start:6.1f}s] {text}", flush=True)
@@ -126,35 +149,47 @@ def run(args: argparse.Namespace) -> int:
         f"training {args.model} on {len(train_set)} volumes of 3 x 4 x {args.size} x "
         f"{args.size} (validating on {len(valid_set)}) on {device}",
     )
-    config = TrainConfig(
-        out_dir=str(run_dir),
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_step=max(1, args.epochs - 2),
-        seed=args.seed,
-        device=str(device),
-        progress=not args.no_progress,
-        workers=0,
-        monitor="loss",
-        # Short runs move the weights faster than BatchNorm's running averages follow;
-        # recomputing them before each validation keeps the eval-mode model sane.
-        precise_bn=8,
-        augment=args.augment,
-    )
     metadata = {"preprocessing": stacker.to_dict(), "labels": list(index.classes)}
-    trainer = Trainer(
-        config, train_set, valid_set, index.classes, split_hash=split.hash, metadata=metadata
+    # The checkpoints (model, optimizer and RNG states: 400 MB each for ResNet-18) live only
+    # while they are needed; the export in step 5 is the model to keep.
+    checkpoints = Path(tempfile.mkdtemp(prefix=".checkpoints-", dir=out))
+    try:
+        config = TrainConfig(
+            out_dir=str(checkpoints),
+            model=args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            lr_step=max(1, args.epochs - 2),
+            seed=args.seed,
+            device=str(device),
+            precision=args.precision,
+            progress=not args.no_progress,
+            workers=0,
+            monitor="loss",
+            # Short runs move the weights faster than BatchNorm's running averages follow;
+            # recomputing them before each validation keeps the eval-mode model sane.
+            precise_bn=8,
+            augment=args.augment,
+        )
+        trainer = Trainer(
+            config, train_set, valid_set, index.classes, split_hash=split.hash, metadata=metadata
+        )
+        result = trainer.fit()
+        shutil.copy2(trainer.log_path, run_dir / "log.csv")
+        model = model_from_checkpoint(result.best_checkpoint or result.last_checkpoint)
+    finally:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+    step(4, f"evaluating the best epoch's model on {len(test_set)} volumes of held-out patients")
+    evaluation = evaluate_model(
+        model,
+        test_set,
+        out_dir=out / "eval",
+        plots=not args.no_plots,
+        device=str(device),
+        precision=EVAL_PRECISION,
     )
-    result = trainer.fit()
-
-    step(4, f"evaluating the best checkpoint on {len(test_set)} volumes of held-out patients")
-    from ..workflows import model_from_checkpoint
-
-    best = result.best_checkpoint or result.last_checkpoint
-    model = model_from_checkpoint(best)
-    evaluation = evaluate_model(model, test_set, out_dir=out / "eval", device=str(device))
     print(evaluation.summary())
 
     step(5, f"save_pretrained -> {out / 'export'}; from_pretrained reads it back")
@@ -184,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
 
     scan = split.test[0]
     step(6, f"predicting one held-out scan: {scan.path} (true class {scan.label})")
-    prediction = predict_scans(loaded, [scan.path], device=str(device))[0]
+    prediction = predict_scans(loaded, [scan.path], device=str(device), precision=EVAL_PRECISION)[0]
     probs = ", ".join(f"{k} {v:.3f}" for k, v in zip(prediction.labels, prediction.probs))
     print(f"  {prediction.n_volumes} volumes -> {prediction.label} ({probs})")
 
@@ -192,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "seconds": round(time.perf_counter() - start, 1),
         "device": str(device),
+        "precision": runtime.precision,
         "test_accuracy": accuracy,
         "test_volumes": len(test_set),
         "chance": 1 / len(index.classes),
@@ -199,4 +235,36 @@ def run(args: argparse.Namespace) -> int:
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     accuracies = ", ".join(f"{level} {value:.3f}" for level, value in accuracy.items())
     print(f"demo finished in {summary['seconds']} s: test accuracy {accuracies} (chance 0.333)")
+    print(_where_it_wrote(out))
     return 0
+
+
+# What each folder of the demo's output holds, for the closing lines.
+CONTENTS = {
+    "data": "the synthetic scans (CC-CCII layout)",
+    "run": "patient split and training log",
+    "eval": "metrics (evaluation.json) and plots",
+    "export": "the trained model: resnet3d.from_pretrained(this folder)",
+}
+
+
+def _where_it_wrote(out: Path) -> str:
+    """Where the demo wrote, how big it is, and the command that evaluates its model again."""
+    lines = [f"wrote {out.resolve()} ({_size(folder_bytes(out))}):"]
+    for name, what in CONTENTS.items():
+        if (out / name).exists():
+            lines.append(f"  {name + '/':<8}{_size(folder_bytes(out / name)):>9}  {what}")
+    lines.append(
+        f"evaluate it again: resnet3d evaluate --pretrained {out / 'export'} "
+        f"--data {out / 'data'} --split-file {out / 'run' / 'split.json'}"
+    )
+    return "\n".join(lines)
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (links not followed)."""
+    return sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e3:.0f} kB" if n_bytes < 1e6 else f"{n_bytes / 1e6:.1f} MB"

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from . import CLIError
-from ._common import add_model_source, add_stacker_args, load_model, stacker_kwargs
+from ._common import (
+    add_device_and_precision,
+    add_model_source,
+    add_stacker_args,
+    announce_runtime,
+    load_model,
+    require_plots,
+    stacker_kwargs,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,11 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder for evaluation.json and plots (default: next to the model)",
     )
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="fp32")
+    add_device_and_precision(parser, precision="fp32", use="inference")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--cache", type=Path, default=None, help="volume cache folder")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--no-plots", action="store_true", help="skip the PNG plots (they need matplotlib)"
+    )
     parser.add_argument(
         "--ci", action="store_true", help="bootstrap 95%% intervals (resampling patients)"
     )
@@ -56,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data import ScanIndex, Split, VolumeDataset
     from ..workflows import evaluate_model, stacker_for
 
+    if not args.no_plots:
+        require_plots()
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
     index = ScanIndex.from_path(args.data, args.layout)
@@ -76,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         base = args.checkpoint.parent if args.checkpoint is not None else Path(".")
         out = base / f"eval-{args.split}"
+    announce_runtime(args.device, args.precision)
     evaluation = evaluate_model(
         model,
         dataset,

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from ._common import (
+    add_device_and_precision,
     add_model_source,
     add_stacker_args,
+    announce_runtime,
     load_model,
     print_table,
     stacker_kwargs,
@@ -34,8 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", type=Path, default=None, help="also write a CSV file")
     parser.add_argument("--json", type=Path, default=None, help="also write a JSON file")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="fp32")
+    add_device_and_precision(parser, precision="fp32", use="inference")
     add_stacker_args(parser, defaults=False)
     parser.set_defaults(func=run)
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
+    announce_runtime(args.device, args.precision)
     results = predict_scans(
         model,
         args.scans,

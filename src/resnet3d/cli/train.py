@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_stacker_args, stacker_kwargs
+from ._common import (
+    add_device_and_precision,
+    add_stacker_args,
+    announce_runtime,
+    is_main_process,
+    stacker_kwargs,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,16 +88,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default, the paper's recipe)",
     )
     group = parser.add_argument_group("hardware")
+    add_device_and_precision(group, precision="auto", use="training")
     group.add_argument(
-        "--device", default=None, help="cuda, cpu, cuda:1 (default: CUDA if present)"
-    )
-    group.add_argument(
-        "--precision",
-        choices=("auto", "bf16", "fp16", "fp32"),
+        "--channels-last",
+        choices=("auto", "on", "off"),
         default="auto",
-        help="autocast precision (default auto: bf16 where fast)",
+        help="channels_last_3d memory layout (default auto: on CUDA, and on CPU with bf16)",
     )
-    group.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
     group.add_argument("--compile", action="store_true", help="use torch.compile")
     group.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs")
     group.add_argument("--workers", type=int, default=None, help="DataLoader workers per process")
@@ -112,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import DistInfo, destroy_distributed
+    from ..distributed import destroy_distributed
     from ..train import TrainConfig
     from ..volumes import SliceStacker
     from ..workflows import fit_from_folder
@@ -145,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         augment=args.augment,
     )
     stacker = SliceStacker(**stacker_kwargs(args))
+    announce_runtime(args.device, args.precision, args.channels_last)
     try:
         result = fit_from_folder(
             args.data,
@@ -160,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         destroy_distributed(wait=False)
         raise
     destroy_distributed()
-    if DistInfo().is_main and result.history:
+    # From the environment: the process group is gone by now, and DistInfo() is rank 0.
+    if is_main_process() and result.history:
         last = result.history[-1]
         print(f"trained {args.model} for {last.epoch} epochs in {out_dir}")
         print(f"  last: {result.last_checkpoint}")

@@ -12,11 +12,13 @@ counterpart (checked to 1e-12 in the test suite), including tied scores and miss
 - :func:`aggregate`: volumes to scans to patients.
 - :func:`bootstrap_ci`: percentile intervals, resampling patients if asked.
 - :func:`classification_report` and :class:`MetricAccumulator`: everything at once.
+- :func:`require_matplotlib`: check before a long run that the report figures can be drawn.
 """
 
 from __future__ import annotations
 
 from ._inputs import ScoreInput, UndefinedMetricWarning, ZeroDivision, softmax
+from ._plot import require_matplotlib
 from .accumulator import MetricAccumulator
 from .aggregation import Aggregated, aggregate
 from .bootstrap import ConfidenceInterval, bootstrap_ci
@@ -50,6 +52,7 @@ __all__ = [
     "confusion_matrix",
     "one_vs_rest",
     "precision_recall_f1",
+    "require_matplotlib",
     "roc_auc",
     "roc_curve",
     "softmax",

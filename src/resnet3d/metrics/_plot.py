@@ -1,5 +1,6 @@
-"""Report figures. matplotlib is optional (the ``plot`` extra) and imported only here, inside
-the functions; figures are drawn on an Agg canvas so no GUI backend or pyplot state is used.
+"""Report figures. matplotlib (a dependency since the demo's pictures are part of the main
+path) is imported only here, inside the functions, so importing the metrics stays cheap;
+figures are drawn on an Agg canvas so no GUI backend or pyplot state is used.
 """
 
 from __future__ import annotations
@@ -13,15 +14,33 @@ import numpy as np
 
 from .ranking import RocCurve
 
+MATPLOTLIB_HINT = "plotting needs matplotlib, which is not installed: pip install matplotlib"
 
-def _new_figure(figsize: tuple[float, float]) -> Any:
+
+def require_matplotlib() -> None:
+    """Check that the figures can be drawn, before any work that ends in one.
+
+    matplotlib is a dependency of resnet3d, so it is missing only from a broken or partial
+    install; callers that draw at the end of a long run check first.
+
+    Raises:
+        ImportError: If matplotlib (its ``Figure`` or Agg canvas) cannot be imported; the
+            message says how to install it.
+    """
+    _matplotlib()
+
+
+def _matplotlib() -> tuple[Any, Any]:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise ImportError(
-            'plotting needs matplotlib; install it with: pip install "resnet3d[plot]"'
-        ) from error
+        raise ImportError(MATPLOTLIB_HINT) from error
+    return Figure, FigureCanvasAgg
+
+
+def _new_figure(figsize: tuple[float, float]) -> Any:
+    Figure, FigureCanvasAgg = _matplotlib()
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig

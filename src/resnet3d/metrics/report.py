@@ -243,7 +243,7 @@ class ClassificationReport:
     ) -> Path:
         """Write the confusion matrix as a heat map (PNG unless the suffix says otherwise).
 
-        Needs matplotlib (``pip install "resnet3d[plot]"``).
+        Draws with matplotlib (a resnet3d dependency).
 
         Args:
             path: Output file; parent folders are created.
@@ -266,7 +266,7 @@ class ClassificationReport:
     def plot_roc(self, path: str | Path, dpi: int = 150) -> Path:
         """Write the one-vs-rest ROC curves, one per class with its AUROC, as an image.
 
-        Needs matplotlib (``pip install "resnet3d[plot]"``). Classes whose AUROC is
+        Draws with matplotlib (a resnet3d dependency). Classes whose AUROC is
         undefined are left out of the plot.
 
         Args:
