@@ -153,6 +153,19 @@ def test_count_flops_resnet18_at_the_paper_input_matches_the_issue() -> None:
         count_flops(create_model("resnet18"), (3, 4, 512))
 
 
+def test_count_flops_done_by_the_fold() -> None:
+    """The work the library does at the paper input: 48 % of resnet18's counted FLOPs
+    multiply zero padding, and the fold skips them (the Conv3d count stays the default)."""
+    model = create_model("resnet18")
+    done = count_flops(model, (3, 4, 512, 512), conv_impl="auto")
+    assert done.forward / 1e9 == pytest.approx(52.34, abs=0.05)
+    assert done.forward_backward / 1e9 == pytest.approx(137.30, abs=0.05)
+    # Deep volumes have no thin convolutions until the last stages: nearly all of it is done.
+    deep = count_flops(model, (3, 32, 64, 64))
+    assert count_flops(model, (3, 32, 64, 64), conv_impl="auto").forward > 0.95 * deep.forward
+    assert model.config.conv_impl == "auto"  # counting leaves the model as it was
+
+
 def test_peak_flops_table_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert peak_flops("cpu", "fp32").flops_per_s is None
     assert peak_flops("cpu", "fp32", override_tflops=2.5).flops_per_s == 2.5e12
@@ -173,7 +186,18 @@ def test_peak_flops_table_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---------------------------------------------------------------------------- variants
-@pytest.mark.parametrize("name", ["fp32", "fp32+cl", "bf16+cl", "bf16+cl+compile", "fp16+compile"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fp32",
+        "fp32+cl",
+        "bf16+cl",
+        "bf16+cl+compile",
+        "fp16+compile",
+        "fp32+conv3d",
+        "bf16+cl+conv3d",
+    ],
+)
 def test_variant_names_round_trip(name: str) -> None:
     assert Variant.parse(name).name == name
     assert Variant.parse(name.upper().replace("+", " + ")) == Variant.parse(name)
@@ -213,6 +237,9 @@ def test_default_variants_are_what_the_trainer_and_predict_use(tmp_path: Path) -
     )
     variants, default = parse_variants(["fp32", "default"], "forward", cpu)
     assert default in variants and variants[0] == Variant()
+    # Only what is named runs: the default too can be left out (it may hang on a machine).
+    variants, default = parse_variants(["fp32", "fp32+cl"], "train", cpu)
+    assert variants == [Variant(), Variant(channels_last=True)]
     with pytest.raises(ValueError, match="fp16 needs a CUDA"):
         parse_variants(["fp16"], "train", cpu)
 
@@ -231,6 +258,17 @@ def test_make_step_forward_equals_the_model_and_leaves_it_unchanged() -> None:
     torch.testing.assert_close(step(), expected, atol=1e-5, rtol=1e-5)
     assert net is not model
     assert next(model.parameters()).is_contiguous()  # the caller's model keeps its layout
+
+
+def test_make_step_conv3d_variant_sets_the_copy_only() -> None:
+    model = _tiny().eval()
+    x = torch.rand(2, 3, 4, 16, 16)
+    step, net = make_step(model, x, Variant.parse("fp32+conv3d"), "forward")
+    assert net.config.conv_impl == "conv3d" and model.config.conv_impl == "auto"  # type: ignore[union-attr]
+    with torch.no_grad():
+        torch.testing.assert_close(step(), model(x), atol=1e-5, rtol=1e-5)
+    _, net = make_step(model, x, Variant(), "forward")
+    assert net.config.conv_impl == "auto"  # type: ignore[union-attr]
 
 
 def test_make_step_train_runs_an_optimizer_step() -> None:
@@ -333,6 +371,9 @@ def test_bench_models_quick(tmp_path: Path, restore_threads: None) -> None:
             assert (mode, "resnet18_2plus1d", "resnet3d", variant) in keys
             # MONAI has no (2+1)D ResNet: no row, no ratio.
             assert (mode, "resnet18_2plus1d", "monai", variant) not in keys
+        # Ours with Conv3d; MONAI has one way to run, so its fp32 row is the comparison.
+        assert (mode, "resnet18", "resnet3d", "fp32+conv3d") in keys
+        assert (mode, "resnet18", "monai", "fp32+conv3d") not in keys
     for row in doc["rows"]:
         settings = doc["settings"]
         assert row["ms_per_sample"] > 0
@@ -352,9 +393,39 @@ def test_bench_models_quick(tmp_path: Path, restore_threads: None) -> None:
     expected = count_flops(tiny, (3, 4, 512, 512))
     assert flops["resnet18"]["input"] == [3, 4, 512, 512]
     assert flops["resnet18"]["gflop_forward"] == pytest.approx(expected.forward / 1e9)
+    assert flops["resnet18"]["gflop_forward_done"] < 0.6 * flops["resnet18"]["gflop_forward"]
+    assert "GFLOP forward (done)" in markdown and "Conv3d/fold" in markdown
     assert {t["target"] for t in doc["targets"]} >= {"fp32 eager forward+backward, ours / MONAI"}
     assert "### Forward (inference" in markdown and "### Targets" in markdown
     assert "| resnet18 | fp32" in markdown and "| resnet18_2plus1d | fp32+cl" in markdown
+
+
+@pytest.mark.slow
+def test_bench_depths_quick(tmp_path: Path, restore_threads: None) -> None:
+    _run_script(
+        "bench_depths.py", "--quick", "--device", "cpu", "--threads", "1", "--out", str(tmp_path)
+    )
+    doc = json.loads((tmp_path / "depths-cpu-quick.json").read_text())
+    markdown = (tmp_path / "depths-cpu-quick.md").read_text()
+    assert doc["benchmark"] == "depths" and doc["settings"]["depths"] == [1, 4]
+    assert {(r["depth"], r["mode"]) for r in doc["rows"]} == {
+        (d, m) for d in (1, 4) for m in ("forward", "train")
+    }
+    for row in doc["rows"]:
+        assert row["ours_ms"] > 0 and row["conv3d_ms"] > 0 and row["monai_ms"] > 0
+        assert row["ours_vs_monai"] == pytest.approx(row["ours_ms"] / row["monai_ms"])
+        # At depth 1 and 4 some convolutions are thin: the fold does less work.
+        assert row["gflop_done"] < row["gflop_model"]
+    assert "| depth | ours ms | ours Conv3d ms | MONAI ms |" in markdown
+
+
+def test_bench_depths_refuses_bad_settings() -> None:
+    from resnet3d.benchmarking.depths import bench_depths
+
+    with pytest.raises(ValueError, match="without"):
+        bench_depths(variant="fp32+conv3d")
+    with pytest.raises(ValueError, match="positive"):
+        bench_depths(depths=[0])
 
 
 @pytest.mark.slow

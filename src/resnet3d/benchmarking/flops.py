@@ -31,7 +31,9 @@ class FlopCount:
     forward_backward: int
 
 
-def count_flops(model: nn.Module, input_shape: Sequence[int]) -> FlopCount:
+def count_flops(
+    model: nn.Module, input_shape: Sequence[int], conv_impl: str | None = "conv3d"
+) -> FlopCount:
     """FLOPs per sample of ``model`` for one input of shape ``(C, D, H, W)``.
 
     The model is copied to the ``meta`` device (the original is untouched) and run on a
@@ -40,6 +42,11 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> FlopCount:
     Args:
         model: Any module taking ``(B, C, D, H, W)``.
         input_shape: ``(C, D, H, W)`` of one sample.
+        conv_impl: For a ``ResNet3D``, count its convolutions as this implementation runs
+            them: ``"conv3d"`` (default) gives the usual "model FLOPs", what a ``Conv3d``
+            network computes and what other libraries' counts mean, zero padding included;
+            ``"auto"`` the work the library does (thin depths folded to 2D). ``None`` counts
+            the model as it is set.
 
     Returns:
         Forward and forward+backward FLOPs of one sample.
@@ -55,6 +62,9 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> FlopCount:
     if len(shape) != 4 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, D, H, W) with positive sizes, got {shape}")
     meta = copy.deepcopy(model).to("meta").eval()  # BN in eval: batch 1 works at any size
+    set_conv_impl = getattr(meta, "set_conv_impl", None)
+    if conv_impl is not None and set_conv_impl is not None:
+        set_conv_impl(conv_impl)
     x = torch.empty((1, *shape), device="meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         meta(x)

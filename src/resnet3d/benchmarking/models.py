@@ -48,13 +48,14 @@ LIBRARIES = ("resnet3d", "monai", "torchvision")
 def default_model_variants(device: torch.device, quick: bool = False) -> list[str]:
     """The variants timed unless ``--variants`` says otherwise.
 
-    fp32 NCDHW and ``channels_last_3d`` everywhere; bf16 where the hardware computes it
-    natively (CUDA, AMX/AVX512-BF16 CPUs); compiled variants unless ``quick`` (compiling
-    takes tens of seconds per model on a small CPU). ``default`` is always added.
+    fp32 NCDHW and ``channels_last_3d`` everywhere, each also with ``Conv3d`` convolutions
+    (``+conv3d``: no thin-depth folding); bf16 where the hardware computes it natively (CUDA,
+    AMX/AVX512-BF16 CPUs); compiled variants unless ``quick`` (compiling takes tens of
+    seconds per model on a small CPU); and ``default``, what the library runs.
     """
     from ..inference import cpu_has_fast_bf16
 
-    variants = ["fp32", "fp32+cl"]
+    variants = ["fp32", "fp32+conv3d", "fp32+cl", "fp32+cl+conv3d"]
     bf16 = device.type == "cuda" or cpu_has_fast_bf16()
     if bf16:
         variants += ["bf16", "bf16+cl"]
@@ -172,6 +173,7 @@ class ModelBenchResult:
                 "MONAI ms/sample",
                 "ours/MONAI",
                 "vs ours fp32",
+                "Conv3d/fold",
                 "TFLOP/s",
                 "% peak",
             ]
@@ -194,6 +196,7 @@ class ModelBenchResult:
                     _ms_cell(monai) if monai else "-",
                     fmt(r["ratio_vs_monai"]),
                     f"{fmt(r['speedup_vs_fp32'])}x",
+                    _fold_speedup(self, r),
                     fmt(r["tflops"]),
                     fmt(None if r["peak_fraction"] is None else 100 * r["peak_fraction"]),
                 ]
@@ -210,13 +213,23 @@ class ModelBenchResult:
         peak_sources = sorted({r["peak_source"] for r in self.rows})
         lines += ["", "Peak FLOP/s used for '% peak': " + "; ".join(peak_sources) + "."]
         if self.flops:
-            lines += ["", "### FLOPs per sample (torch.utils.flop_counter)", ""]
+            lines += [
+                "",
+                "### FLOPs per sample (torch.utils.flop_counter)",
+                "",
+                "Model FLOPs count the network as `Conv3d` computes it (zero padding "
+                "included; what other libraries' counts mean, and what TFLOP/s above divides); "
+                "done is what the library computes with thin depths folded.",
+                "",
+            ]
             frows = [
                 [
                     f["model"],
                     "x".join(map(str, f["input"])),
                     f["gflop_forward"],
+                    f.get("gflop_forward_done"),
                     f["gflop_forward_backward"],
+                    f.get("gflop_forward_backward_done"),
                     f["h100_bf16_samples_per_s_at_peak"],
                 ]
                 for f in self.flops
@@ -226,12 +239,14 @@ class ModelBenchResult:
                     [
                         "model",
                         "input",
-                        "GFLOP forward",
-                        "GFLOP fwd+bwd",
-                        "H100 bf16 samples/s at 100% (989 TFLOP/s)",
+                        "GFLOP forward (model)",
+                        "GFLOP forward (done)",
+                        "GFLOP fwd+bwd (model)",
+                        "GFLOP fwd+bwd (done)",
+                        "H100 bf16 samples/s at 100% (989 TFLOP/s, model FLOPs)",
                     ],
                     frows,
-                    "llrrr",
+                    "llrrrrr",
                 )
             )
         if self.targets:
@@ -246,6 +261,17 @@ class ModelBenchResult:
                 )
             )
         return "\n".join(lines)
+
+
+def _fold_speedup(result: ModelBenchResult, row: dict[str, Any]) -> str:
+    """Time of the ``+conv3d`` twin over this row's (folded) time, e.g. ``2.4x``."""
+    variant = Variant.parse(row["variant"])
+    if variant.conv3d:
+        return "-"
+    twin = result.row(row["mode"], row["model"], row["library"], f"{variant.name}+conv3d")
+    if not twin or not _finite(twin["ms_per_sample"], row["ms_per_sample"]):
+        return "-"
+    return f"{fmt(twin['ms_per_sample'] / row['ms_per_sample'])}x"
 
 
 def _ms_cell(row: dict[str, Any]) -> str:
@@ -298,7 +324,8 @@ def bench_models(
     Args:
         models: Registered model names.
         variants: Variant names (see :mod:`~resnet3d.benchmarking.variants`); default
-            :func:`default_model_variants`. ``default`` is always added.
+            :func:`default_model_variants`. Only the variants named are timed (``default``
+            too), so any of them can be left out.
         modes: ``"forward"`` and/or ``"train"``.
         batch: Samples per call.
         input_shape: ``(C, D, H, W)`` of one sample.
@@ -381,6 +408,8 @@ def bench_models(
             fns = {}
             for variant in mode_variants:
                 for library, net in nets.items():
+                    if variant.conv3d and library != "resnet3d":
+                        continue  # others have one way to run; timed as variant.without_conv3d
                     step, _ = make_step(net, x, variant, mode, labels=labels)
                     fns[(library, variant)] = step
             if mode == "forward":
@@ -433,14 +462,21 @@ def bench_models(
                 )
             for row in result.rows:
                 if row["mode"] == mode and row["model"] == name and row["library"] == "resnet3d":
-                    monai = result.row(mode, name, "monai", row["variant"])
+                    variant_ = Variant.parse(row["variant"]).without_conv3d
+                    monai = result.row(mode, name, "monai", variant_.name)
                     row["ratio_vs_monai"] = (
                         row["ms_per_sample"] / monai["ms_per_sample"] if monai else None
                     )
             del fns, keyed
         if flops_input is not None:
-            paper = count_flops(ours, flops_input)
-            result.flops.append(_flops_row(name, flops_input, paper))
+            result.flops.append(
+                _flops_row(
+                    name,
+                    flops_input,
+                    count_flops(ours, flops_input),
+                    count_flops(ours, flops_input, conv_impl="auto"),
+                )
+            )
     result.targets = _targets(result, device)
     return result
 
@@ -464,12 +500,16 @@ def _dynamo_limits() -> _DynamoLimits:
     return _DynamoLimits()
 
 
-def _flops_row(name: str, shape: Sequence[int], count: FlopCount) -> dict[str, Any]:
+def _flops_row(
+    name: str, shape: Sequence[int], count: FlopCount, work: FlopCount
+) -> dict[str, Any]:
     row = {
         "model": name,
         "input": list(shape),
         "gflop_forward": count.forward / 1e9,
         "gflop_forward_backward": count.forward_backward / 1e9,
+        "gflop_forward_done": work.forward / 1e9,
+        "gflop_forward_backward_done": work.forward_backward / 1e9,
         "h100_bf16_samples_per_s_at_peak": 989e12 / count.forward_backward,
     }
     if name == "resnet18" and tuple(shape) == PAPER_INPUT:

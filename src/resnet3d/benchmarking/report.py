@@ -6,10 +6,33 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["fmt", "markdown_table", "write_result"]
+__all__ = ["RowsResult", "fmt", "markdown_table", "write_result"]
+
+
+@dataclass
+class RowsResult:
+    """A benchmark's result as settings, the machine and one dict per measured row.
+
+    Subclasses name their benchmark in ``BENCHMARK`` and add ``to_markdown``.
+    """
+
+    BENCHMARK: ClassVar[str] = ""
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document."""
+        return {
+            "benchmark": self.BENCHMARK,
+            "settings": self.settings,
+            "environment": self.environment,
+            "rows": self.rows,
+        }
 
 
 def fmt(value: Any, digits: int = 3) -> str:

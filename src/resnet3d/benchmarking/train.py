@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
 from .environment import describe, environment
 from .flops import count_flops, peak_flops
-from .report import fmt, markdown_table
+from .report import RowsResult, fmt, markdown_table
 from .timing import time_blocked
 from .variants import make_step, parse_variants
 
@@ -54,21 +54,10 @@ def parse_input(text: str) -> tuple[str, tuple[int, int, int, int]]:
 
 
 @dataclass
-class TrainBenchResult:
+class TrainBenchResult(RowsResult):
     """Rows of a training benchmark and the environment."""
 
-    settings: dict[str, Any]
-    environment: dict[str, Any]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document."""
-        return {
-            "benchmark": "train",
-            "settings": self.settings,
-            "environment": self.environment,
-            "rows": self.rows,
-        }
+    BENCHMARK: ClassVar[str] = "train"
 
     def to_markdown(self) -> str:
         """One table: input, variant, step time, samples/s, TFLOP/s, % of peak, memory."""

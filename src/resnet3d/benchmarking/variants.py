@@ -1,10 +1,12 @@
 """Execution variants (precision, memory layout, compilation) and the steps they time.
 
-A variant is written ``PRECISION[+cl][+compile]``: ``fp32``, ``fp32+cl``, ``bf16+cl``,
-``bf16+cl+compile``... ``cl`` is ``torch.channels_last_3d`` for the weights and the input;
-``compile`` is ``torch.compile`` (with inductor's ``freezing`` for inference, which folds
-the weights into the graph and pre-packs them for oneDNN on CPU). ``default`` names what the
-library itself does on the device: :class:`resnet3d.train.TrainConfig`'s defaults for
+A variant is written ``PRECISION[+cl][+compile][+conv3d]``: ``fp32``, ``fp32+cl``,
+``bf16+cl``, ``bf16+cl+compile``, ``fp32+conv3d``... ``cl`` is ``torch.channels_last_3d`` for
+the weights and the input; ``compile`` is ``torch.compile`` (with inductor's ``freezing`` for
+inference, which folds the weights into the graph and pre-packs them for oneDNN on CPU);
+``conv3d`` runs every convolution as ``Conv3d`` (``conv_impl="conv3d"``) instead of folding
+thin depths into 2D convolutions (``"auto"``, the library's default). ``default`` names what
+the library itself does on the device: :class:`resnet3d.train.TrainConfig`'s defaults for
 training, :func:`resnet3d.workflows.predict_scans`'s for inference, resolved with the same
 functions they call, so the benchmark follows the library when its defaults change.
 """
@@ -28,7 +30,7 @@ __all__ = ["MODES", "Variant", "default_variant", "make_step", "parse_variants"]
 #: ``forward``: inference (eval, no_grad). ``train``: forward + backward (train mode).
 MODES = ("forward", "train")
 _PRECISIONS = ("fp32", "bf16", "fp16")
-_FLAGS = ("cl", "compile")
+_FLAGS = ("cl", "compile", "conv3d")
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,14 @@ class Variant:
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast for the last two).
         channels_last: Weights and input in ``channels_last_3d``.
         compile: ``torch.compile`` the model (with freezing for inference).
+        conv3d: Run convolutions as ``Conv3d`` (``conv_impl="conv3d"``); other libraries'
+            models have no such choice and run as they are.
     """
 
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    conv3d: bool = False
 
     @property
     def name(self) -> str:
@@ -53,7 +58,14 @@ class Variant:
             parts.append("cl")
         if self.compile:
             parts.append("compile")
+        if self.conv3d:
+            parts.append("conv3d")
         return "+".join(parts)
+
+    @property
+    def without_conv3d(self) -> Variant:
+        """The same variant with the library's default convolutions (what MONAI is timed as)."""
+        return Variant(self.precision, self.channels_last, self.compile)
 
     @property
     def eager_fp32(self) -> bool:
@@ -62,7 +74,7 @@ class Variant:
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """Parse ``PRECISION[+cl][+compile]`` (``default`` is resolved by the caller).
+        """Parse ``PRECISION[+cl][+compile][+conv3d]`` (``default`` is resolved by the caller).
 
         Raises:
             ValueError: For an unknown precision or flag, naming the closest one.
@@ -82,7 +94,7 @@ class Variant:
                     f"variant {text!r}: unknown flag {flag!r}; flags are {list(_FLAGS)}."
                     + did_you_mean(flag, _FLAGS)
                 )
-        return cls(precision, "cl" in flags, "compile" in flags)
+        return cls(precision, "cl" in flags, "compile" in flags, "conv3d" in flags)
 
 
 def default_variant(mode: str, device: torch.device) -> Variant:
@@ -129,9 +141,12 @@ def parse_variants(
 ) -> tuple[list[Variant], Variant]:
     """Parse variant names for one mode; ``default`` becomes :func:`default_variant`.
 
+    Only the variants named are timed: ``default`` too only when named, so that a variant
+    that fails or hangs on a machine can be left out, whichever it is.
+
     Returns:
-        The variants without duplicates (order kept; the library default is always included)
-        and the library default.
+        The variants without duplicates (order kept) and the library default (to mark the
+        row that is the default, if it was named).
     """
     default = default_variant(mode, device)
     out: list[Variant] = []
@@ -141,8 +156,6 @@ def parse_variants(
             raise ValueError(f"variant {text!r}: fp16 needs a CUDA device; use bf16 or fp32")
         if variant not in out:
             out.append(variant)
-    if default not in out:
-        out.append(default)
     return out, default
 
 
@@ -215,6 +228,9 @@ def make_step(
         source = x
         batch_size = source().shape[0]
     net = copy.deepcopy(model).to(device)
+    set_conv_impl = getattr(net, "set_conv_impl", None)
+    if set_conv_impl is not None:
+        set_conv_impl("conv3d" if variant.conv3d else "auto")
     if variant.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     freezing = variant.compile and mode == "forward"

@@ -1,4 +1,4 @@
-"""``resnet3d bench models|train|data``: the performance benchmarks (see docs/performance.md).
+"""``resnet3d bench models|depths|train|data``: performance benchmarks (see docs/performance.md).
 
 Each prints a markdown report and, with ``--out DIR``, writes ``DIR/<name>.json`` and
 ``DIR/<name>.md`` (name ``<benchmark>-<device type>``, ``-quick`` added in quick mode).
@@ -19,9 +19,17 @@ from . import CLIError
 QUICK: dict[str, dict[str, Any]] = {
     "models": {
         "models": ["resnet18", "resnet18_2plus1d"],
-        "variants": ["fp32", "fp32+cl", "default"],
+        "variants": ["fp32", "fp32+conv3d", "fp32+cl", "default"],
         "batch": 2,
         "input": "3x4x32x32",
+        "widths": [8, 16, 16, 32],
+        "warmup": 1,
+        "calls": 2,
+        "passes": 1,
+    },
+    "depths": {
+        "depths": [1, 4],
+        "size": 32,
         "widths": [8, 16, 16, 32],
         "warmup": 1,
         "calls": 2,
@@ -44,6 +52,14 @@ FULL: dict[str, dict[str, Any]] = {
         "variants": None,
         "batch": 2,
         "input": "3x4x128x128",
+        "widths": None,
+        "warmup": 2,
+        "calls": 10,
+        "passes": 2,
+    },
+    "depths": {
+        "depths": [1, 2, 4, 8, 16, 32],
+        "size": 128,
         "widths": None,
         "warmup": 2,
         "calls": 10,
@@ -75,8 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models",
         help="forward and forward+backward per sample, resnet3d vs MONAI, per variant",
         description="Forward and forward+backward time per sample for each model and variant "
-        "(PRECISION[+cl][+compile], or 'default': what the library does), side by side with "
-        "MONAI's identical network (and torchvision's where it imports), blocked timing.",
+        "(PRECISION[+cl][+compile][+conv3d], or 'default': what the library does; +conv3d "
+        "runs Conv3d without folding thin depths), side by side with MONAI's identical "
+        "network (and torchvision's where it imports), blocked timing. Only the variants "
+        "named are timed.",
     )
     _common(models)
     models.add_argument("--models", nargs="+", metavar="NAME", help="registered model names")
@@ -84,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--variants",
         nargs="+",
         metavar="V",
-        help="e.g. fp32 fp32+cl bf16+cl bf16+cl+compile default (default: per device)",
+        help="e.g. fp32 fp32+conv3d fp32+cl bf16+cl bf16+cl+compile default (default: per "
+        "device, 'default' included; name only those you want timed)",
     )
     models.add_argument(
         "--modes", nargs="+", choices=("forward", "train"), default=["forward", "train"]
@@ -112,6 +131,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-flops", action="store_true", help="skip the FLOP count at the paper input"
     )
     models.set_defaults(func=run)
+
+    depths = sub.add_parser(
+        "depths",
+        help="time per sample against volume depth: ours folded, ours Conv3d, MONAI",
+        description="One model at several volume depths (same batch and slice size): ours "
+        "with thin depths folded to 2D, ours with Conv3d (+conv3d) and MONAI's identical "
+        "network, forward and forward+backward, with FLOPs as Conv3d counts them and as "
+        "the library computes them.",
+    )
+    _common(depths)
+    depths.add_argument("--model", default="resnet18", help="registered model (default resnet18)")
+    depths.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        metavar="D",
+        help="volume depths (default 1 2 4 8 16 32; quick 1 4)",
+    )
+    depths.add_argument(
+        "--variant", default="fp32", help="variant to compare, without +conv3d (default fp32)"
+    )
+    depths.add_argument(
+        "--modes", nargs="+", choices=("forward", "train"), default=["forward", "train"]
+    )
+    depths.add_argument("--batch", type=int, default=2, help="samples per call (default 2)")
+    depths.add_argument("--size", type=int, help="slice size in px (default 128; quick 32)")
+    depths.add_argument(
+        "--widths", type=int, nargs=4, metavar="W", help="stage widths (quick: 8 16 16 32)"
+    )
+    depths.set_defaults(func=run)
 
     train = sub.add_parser(
         "train",
@@ -237,6 +286,22 @@ def run(args: argparse.Namespace) -> int:
             passes=_setting(args, "models", "passes"),
             peak_tflops=args.peak_tflops,
             flops_input=None if args.no_flops else PAPER_INPUT,
+        )
+    elif args.bench == "depths":
+        from ..benchmarking.depths import bench_depths
+
+        result = bench_depths(
+            args.model,
+            _setting(args, "depths", "depths"),
+            variant=args.variant,
+            modes=args.modes,
+            batch=args.batch,
+            size=_setting(args, "depths", "size"),
+            widths=_setting(args, "depths", "widths"),
+            device=device,
+            warmup=_setting(args, "depths", "warmup"),
+            calls=_setting(args, "depths", "calls"),
+            passes=_setting(args, "depths", "passes"),
         )
     elif args.bench == "train":
         from ..benchmarking.train import bench_train, default_train_variants
