@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
 import pytest
+from tests.helpers.demo import DEMO_ENV, DEMO_LOG
 
 # The Hub must never be reached from tests; tests that exercise download code build their own
 # cache or loopback server.
@@ -13,6 +16,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+# Seconds for a test that sets up the demo_run fixture: the demo plus the test itself.
+DEMO_TIMEOUT = 900
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Several xdist workers share the cores: give each its part, so that torch's thread pools
+    # do not ask for more threads than there are cores (which slows every worker down).
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     try:
         import torch
@@ -23,6 +41,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     skip_net = pytest.mark.skip(reason="needs network access (never in CI)")
     for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            # With several workers (-n 2 --dist loadgroup) one of them runs the demo.
+            item.add_marker(pytest.mark.xdist_group("demo"))
+            # The per-test timeout counts fixture setup, and whichever test first asks for
+            # the demo runs it (3 minutes idle, more on a busy 2-core machine).
+            if not os.environ.get(DEMO_ENV):
+                item.add_marker(pytest.mark.timeout(DEMO_TIMEOUT))
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
         if "network" in item.keywords:
@@ -34,10 +59,26 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The README's main command, run once per test session (about 3 minutes on 2 cores).
 
     Returns the demo's output folder (``run/``, ``export/``, ``eval/``, ``data/``,
-    ``demo-summary.json``); tests that need a model trained on the phantom share it.
+    ``demo-summary.json``); tests that need a model trained on the phantom share it. What it
+    printed is in ``demo_run.parent / DEMO_LOG`` (``tests.helpers.demo.demo_log``). With
+    ``RESNET3D_TEST_DEMO`` set (CI), it is the demo that folder holds.
     """
+    given = os.environ.get(DEMO_ENV)
+    if given:
+        out = Path(given)
+        if not (out / "demo-summary.json").is_file() or not (out.parent / DEMO_LOG).is_file():
+            pytest.fail(
+                f"{DEMO_ENV}={given} is not a finished demo (no demo-summary.json or "
+                f"no {DEMO_LOG} beside it); unset it to run the demo here"
+            )
+        return out
+
     from resnet3d.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "demo"
-    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--out", str(out), "--no-progress"])
+    (out.parent / DEMO_LOG).write_text(printed.getvalue())
+    assert code == 0, printed.getvalue()[-3000:]
     return out

@@ -236,5 +236,7 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch) -> N
     report = metrics.classification_report(y, p)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    with pytest.raises(ImportError, match=r'pip install "resnet3d\[plot\]"'):
+    with pytest.raises(ImportError, match="not installed: pip install matplotlib"):
         report.plot_roc(tmp_path / "roc.png")
+    with pytest.raises(ImportError, match="not installed: pip install matplotlib"):
+        metrics.require_matplotlib()

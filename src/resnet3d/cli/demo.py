@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -254,9 +255,10 @@ def _where_it_wrote(out: Path) -> str:
     for name, what in CONTENTS.items():
         if (out / name).exists():
             lines.append(f"  {name + '/':<8}{_size(folder_bytes(out / name)):>9}  {what}")
+    export, data, split = (shlex.quote(str(out / p)) for p in ("export", "data", "run/split.json"))
     lines.append(
-        f"evaluate it again: resnet3d evaluate --pretrained {out / 'export'} "
-        f"--data {out / 'data'} --split-file {out / 'run' / 'split.json'}"
+        f"evaluate it again: resnet3d evaluate --pretrained {export} --data {data} "
+        f"--split-file {split}"
     )
     return "\n".join(lines)
 
