@@ -63,6 +63,14 @@ step bench_resnet18_paper 165 python3 -m resnet3d.cli bench models --device cuda
   --variants fp32 bf16 bf16+cl bf16+cl+compile default --libraries resnet3d monai \
   --out "$OUT" --name bench-resnet18-paper-cuda
 
+# Thin-depth folding (issue 13): resnet18 training and inference at the paper input, batch 32,
+# bf16 + channels_last_3d, with the fold (auto), without it (+conv3d) and MONAI. Target:
+# training samples/s at least 2x MONAI's (391 samples/s on an H100 before the fold).
+step bench_fold_paper 120 python3 -m resnet3d.cli bench models --device cuda \
+  --models resnet18 --modes train forward --batch 32 --input 3x4x512x512 \
+  --variants bf16+cl bf16+cl+conv3d --libraries resnet3d monai --no-flops \
+  --out "$OUT" --name bench-fold-paper-cuda
+
 rm -rf "$work"
 echo "done: status $status"
 exit $status

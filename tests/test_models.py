@@ -134,7 +134,10 @@ def test_invariants_shapes_gradients(tiny_model: ResNet3D) -> None:
 def test_invariants_features_and_head(tiny_model: ResNet3D) -> None:
     tiny_model.eval()
     x = torch.randn(1, 3, 4, 32, 32)
-    features = tiny_model.forward_features(x)
+    # Both sides without gradients: with them, thin convolutions take the fold, which agrees
+    # only to float32 rounding (1e-4 of 20 after resnet152's 150 layers).
+    with torch.no_grad():
+        features = tiny_model.forward_features(x)
     assert features.shape[1] == tiny_model.num_features
     assert tiny_model.feature_info[-1]["num_chs"] == tiny_model.num_features
     with torch.no_grad():

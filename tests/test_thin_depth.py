@@ -68,7 +68,7 @@ def test_paths_follow_the_depth() -> None:
     assert choose_path(2, 3, 1, 1, "auto") == "fold"
     assert choose_path(2, 3, 2, 1, "auto") == "fold"  # layer2's first conv, depth 2 -> 1
     assert choose_path(1, 3, 1, 1, "auto") == "centre"
-    assert choose_path(1, 1, 1, 0, "auto") == "centre"
+    assert choose_path(1, 1, 1, 0, "auto") == "conv3d"  # nothing wasted; Conv3d as fast
     # Thick enough: every tap meets a slice, Conv3d does no wasted work.
     assert choose_path(7, 7, 1, 3, "auto") == "conv3d"
     assert choose_path(4, 3, 1, 1, "auto") == "conv3d"
@@ -182,3 +182,46 @@ def _logits_and_grads(model: nn.Module, x: torch.Tensor, impl: str) -> dict[str,
 
 def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
     return float((got - expected).norm() / expected.norm().clamp_min(1e-30))
+
+
+def test_inference_paths_equal_conv3d_and_follow_weight_changes() -> None:
+    """Without gradients the depth-1 path keeps its 2D weight between calls: it must equal
+    Conv3d, and follow in-place updates, a new state dict and a layout change."""
+    torch.manual_seed(0)
+    model = create_model("resnet18", widths=TINY_WIDTHS).eval()
+    reference = create_model("resnet18", widths=TINY_WIDTHS, conv_impl="conv3d").eval()
+    reference.load_state_dict(model.state_dict())
+    x = torch.rand(2, 3, 4, 20, 18)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
+        for net in (model, reference):  # an optimiser step changes weights in place
+            net.layer4[0].conv2.weight.mul_(-2.0)
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
+        state = create_model("resnet18", widths=TINY_WIDTHS).state_dict()
+        model.load_state_dict(state)
+        reference.load_state_dict(state)
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
+        cl = x.contiguous(memory_format=torch.channels_last_3d)
+        model = model.to(memory_format=torch.channels_last_3d)
+        torch.testing.assert_close(model(cl), reference(x), atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(cl).float()
+        torch.testing.assert_close(low, reference(x), atol=0.05, rtol=0.05)
+    # With gradients the weight is sliced afresh: the gradient reaches the 3D weight.
+    model.zero_grad()
+    model(x).sum().backward()
+    assert model.layer4[0].conv2.weight.grad.abs().sum() > 0  # type: ignore[union-attr]
+
+
+def test_compiled_bf16_channels_last_has_no_graph_breaks() -> None:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = create_model("resnet18", widths=TINY_WIDTHS).train()
+    model = model.to(memory_format=torch.channels_last_3d)
+    x = torch.rand(2, 3, 4, 16, 16).contiguous(memory_format=torch.channels_last_3d)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            explanation = torch._dynamo.explain(model)(x)
+        reasons = [str(r.reason) for r in explanation.break_reasons]  # type: ignore[attr-defined]
+        assert explanation.graph_break_count == 0, reasons  # type: ignore[attr-defined]

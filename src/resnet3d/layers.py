@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ._utils import check_choice, to_3tuple
-from .thin_depth import CONV_IMPLS, thin_depth_conv3d
+from .thin_depth import CONV_IMPLS, needs_grad, thin_depth_conv3d
 
 
 class ThinDepthConv3d(nn.Conv3d):
@@ -35,6 +36,10 @@ class ThinDepthConv3d(nn.Conv3d):
     def __init__(self, *args: Any, impl: str = "auto", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.impl = check_choice("conv_impl", impl, CONV_IMPLS)
+        # Inference at depth 1 runs conv2d on the centre tap: slicing it out of the 3D weight
+        # on every call leaves a strided weight that the kernel re-packs each time (layer4 of
+        # resnet18 ran 1.6x slower than Conv3d), so it is kept, with what it was made from.
+        self._centre: tuple[tuple[Any, ...], Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.padding_mode != "zeros" or isinstance(self.padding, str):
@@ -48,11 +53,61 @@ class ThinDepthConv3d(nn.Conv3d):
             self.dilation,  # type: ignore[arg-type]
             self.groups,
             self.impl,
+            centre_weight=self._centre_weight(x),
         )
+
+    def _centre_weight(self, x: Tensor) -> Tensor | None:
+        """The centre tap as a contiguous 2D weight, for inference on depth-1 inputs."""
+        if (
+            self.impl != "auto"
+            or x.device.type not in ("cpu", "cuda")  # meta tensors (FLOP counts) and others
+            or x.ndim != 5
+            or x.shape[2] != 1
+            or self.kernel_size[0] == 1
+            or needs_grad(x, self.weight, self.bias)
+            or torch.compiler.is_compiling()  # compiled graphs fold constant weights
+        ):
+            return None
+        weight = self.weight
+        dtype = weight.dtype
+        if torch.is_autocast_enabled(x.device.type) and dtype == torch.float32:
+            dtype = torch.get_autocast_dtype(x.device.type)  # cast once, not per call
+        layout = (
+            torch.channels_last
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+            else torch.contiguous_format
+        )
+        key = (weight.data_ptr(), weight._version, weight.device, dtype, layout)
+        if self._centre is None or self._centre[0] != key:
+            centre = weight.detach()[:, :, self.padding[0]]  # type: ignore[index]
+            self._centre = (key, centre.to(dtype).contiguous(memory_format=layout))
+        return self._centre[1]
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
         return text if self.impl == "auto" else f"{text}, impl={self.impl!r}"
+
+
+class FastMaxPool3d(nn.MaxPool3d):
+    """``nn.MaxPool3d`` that runs CPU inference on a channels-last copy.
+
+    PyTorch's CPU max pool is about 4x faster in ``channels_last_3d`` than in NCDHW, more
+    than the two layout copies cost (the stem's pool of resnet18 at 4 x 128 x 128: 7.2 ms
+    -> 1.6 ms per batch of 2, fp32 and bf16). Its backward in channels-last is slower, so
+    with gradients the pool runs as it is. Same results, same (empty) state dict.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (
+            x.device.type == "cpu"
+            and x.ndim == 5
+            and x.shape[1] > 1
+            and x.is_contiguous()
+            and not needs_grad(x)
+        ):
+            pooled = super().forward(x.contiguous(memory_format=torch.channels_last_3d))
+            return pooled.contiguous()
+        return super().forward(x)
 
 
 def tran_midplanes(in_planes: int, out_planes: int, kernel: tuple[int, int, int]) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .config import ResNet3DConfig
-from .layers import conv3d, norm3d, spatial_temporal_pair, tran_midplanes
+from .layers import FastMaxPool3d, conv3d, norm3d, spatial_temporal_pair, tran_midplanes
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,6 @@ def build_stem(config: ResNet3DConfig) -> StemSpec:
         steps = (("conv1_s", "bn1_s"), ("conv1_t", "bn1_t"))
     pool = None
     if config.stem_pool:
-        modules["maxpool"] = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
+        modules["maxpool"] = FastMaxPool3d(kernel_size=3, stride=2, padding=1)
         pool = "maxpool"
     return StemSpec(modules=modules, steps=steps, pool=pool, midplanes=mid)
