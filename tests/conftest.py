@@ -16,21 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-# Seconds for a test that sets up the demo_run fixture: the demo plus the test itself.
+# Seconds for a test that uses the demo_run fixture: the demo plus the test itself.
 DEMO_TIMEOUT = 900
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Several xdist workers share the cores: give each its part, so that torch's thread pools
-    # do not ask for more threads than there are cores (which slows every worker down).
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1:
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     try:
         import torch
@@ -42,12 +31,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_net = pytest.mark.skip(reason="needs network access (never in CI)")
     for item in items:
         if "demo_run" in getattr(item, "fixturenames", ()):
-            # With several workers (-n 2 --dist loadgroup) one of them runs the demo.
-            item.add_marker(pytest.mark.xdist_group("demo"))
             # The per-test timeout counts fixture setup, and whichever test first asks for
-            # the demo runs it (3 minutes idle, more on a busy 2-core machine).
-            if not os.environ.get(DEMO_ENV):
-                item.add_marker(pytest.mark.timeout(DEMO_TIMEOUT))
+            # the demo runs it (1-3 minutes idle, 7 on a busy 2-core machine); the tests of
+            # the demo's model explain dozens of scans (up to 6 minutes busy).
+            item.add_marker(pytest.mark.timeout(DEMO_TIMEOUT))
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
         if "network" in item.keywords:

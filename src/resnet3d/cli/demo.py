@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
         device=str(device),
         precision=EVAL_PRECISION,
+        split="test",
     )
     print(evaluation.summary())
 
