@@ -16,11 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet3d import ResNet3DConfig, create_model, list_models
+from resnet3d import ResNet3DConfig, create_model, list_models, thin_depth
 from resnet3d.layers import Conv2Plus1d, ThinDepthConv3d, conv3d
 from resnet3d.thin_depth import choose_path, folded_weight, thin_depth_conv3d
 
 TINY_WIDTHS = (4, 8, 8, 16)
+
+
+@pytest.fixture
+def fold_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fold whatever the number of positions, so tiny test inputs exercise the fold."""
+    monkeypatch.setattr(thin_depth, "FOLD_MIN_POSITIONS", 0)
+    monkeypatch.setattr(thin_depth, "FOLD_POSITIONS_PER_CHANNEL", 0)
+
 
 # Depth 1..9 x kernel depth 1/3/5/7 x depth stride 1/2, with "same" padding; odd and even
 # heights and widths; 1 to 16 channels; contiguous and channels-last inputs.
@@ -30,6 +38,7 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.usefixtures("fold_everywhere")
 @pytest.mark.parametrize(("depth", "kd", "sd"), GEOMETRIES)
 def test_fold_equals_conv3d_in_float64(depth: int, kd: int, sd: int) -> None:
     torch.manual_seed(depth * 100 + kd * 10 + sd)
@@ -73,6 +82,14 @@ def test_paths_follow_the_depth() -> None:
     assert choose_path(7, 7, 1, 3, "auto") == "conv3d"
     assert choose_path(4, 3, 1, 1, "auto") == "conv3d"
     assert choose_path(2, 1, 1, 0, "auto") == "conv3d"
+    # Few output positions: assembling the folded weight would cost more than it saves.
+    assert choose_path(2, 3, 1, 1, "auto", positions=255, in_channels=64) == "conv3d"
+    assert choose_path(2, 3, 1, 1, "auto", positions=256, in_channels=64) == "fold"
+    assert choose_path(2, 3, 1, 1, "auto", positions=512, in_channels=512) == "conv3d"
+    assert choose_path(1, 3, 1, 1, "auto", positions=1, in_channels=512) == "centre"
+    # Inference on the CPU: oneDNN's forward Conv3d skips the padding itself.
+    assert choose_path(4, 7, 1, 3, "auto", forward_only=True) == "conv3d"
+    assert choose_path(4, 7, 1, 3, "auto", forward_only=True, device_type="cuda") == "fold"
     # Never with impl="conv3d", nor where Conv3d must report a bad geometry itself.
     assert choose_path(1, 3, 1, 1, "conv3d") == "conv3d"
     assert choose_path(1, 3, 1, 0, "auto") == "conv3d"
@@ -94,6 +111,7 @@ def test_folded_weight_blocks_are_the_taps() -> None:
     torch.testing.assert_close(folded, expected)
 
 
+@pytest.mark.usefixtures("fold_everywhere")
 def test_channels_last_in_channels_last_out() -> None:
     conv = conv3d(8, 16, 3)
     x = torch.randn(2, 8, 2, 6, 6).contiguous(memory_format=torch.channels_last_3d)
@@ -139,6 +157,7 @@ def test_conv_impl_round_trips_and_is_not_architecture() -> None:
     }
 
 
+@pytest.mark.usefixtures("fold_everywhere")
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_auto_equals_conv3d(name: str) -> None:
     """Logits and every parameter gradient at depths 1, 2, 4, 8, 16: fp32, 1e-5 relative.

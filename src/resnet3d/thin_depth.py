@@ -32,6 +32,13 @@ PATHS = ("conv3d", "centre", "fold")
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
+#: Fewest output positions (``B * Ho * Wo``) at which a depth-2-or-more fold runs: below it,
+#: or below ``2 * Cin``, assembling the folded weight costs more than the padding saves
+#: (measured on CPU, forward + backward; see :func:`choose_path`).
+FOLD_MIN_POSITIONS = 256
+#: ... and fewest output positions per input channel.
+FOLD_POSITIONS_PER_CHANNEL = 2
+
 
 def choose_path(
     depth: int,
@@ -41,6 +48,8 @@ def choose_path(
     impl: str,
     forward_only: bool = False,
     device_type: str = "cpu",
+    positions: int | None = None,
+    in_channels: int = 1,
 ) -> str:
     """Which computation :func:`thin_depth_conv3d` uses for an input ``depth`` slices deep.
 
@@ -52,6 +61,9 @@ def choose_path(
         impl: ``"auto"`` or ``"conv3d"`` (always ``Conv3d``).
         forward_only: No gradient will be computed (inference).
         device_type: Where it runs (``"cpu"``, ``"cuda"``...).
+        positions: Output positions per output slice over the batch, ``B * Ho * Wo``
+            (``None``: enough to fold).
+        in_channels: Input channels ``Cin``.
 
     Returns:
         ``"centre"`` (depth 1 in and out, ``kd > 1``: a ``conv2d`` with the tap at ``pd``),
@@ -69,6 +81,14 @@ def choose_path(
         # does not): for inference on the CPU the fold only adds the cost of its layout
         # changes (the stem at depth 4 ran at 0.7x in fp32, layer1 at 0.8-0.95x).
         if forward_only and device_type == "cpu":
+            return "conv3d"
+        # The folded weight (Do * D * Cin * Cout * kh * kw values) is assembled, and its
+        # gradient scattered back, on every training step; with few output positions that
+        # costs more than the padding saves (a 512-channel conv at depth 2 on 2 x 4 x 4
+        # positions ran 3x slower folded; 64 channels on 2 x 16 x 16 ran 1.3x faster).
+        if positions is not None and positions < max(
+            FOLD_MIN_POSITIONS, FOLD_POSITIONS_PER_CHANNEL * in_channels
+        ):
             return "conv3d"
         return "fold"
     return "conv3d"
@@ -215,8 +235,18 @@ def thin_depth_conv3d(
     path = "conv3d"
     forward_only = not needs_grad(x, weight, bias)
     if groups == 1 and tuple(dilation) == (1, 1, 1) and x.ndim == 5:
+        out_h = (x.shape[3] + 2 * padding[1] - weight.shape[3]) // stride[1] + 1
+        out_w = (x.shape[4] + 2 * padding[2] - weight.shape[4]) // stride[2] + 1
         path = choose_path(
-            x.shape[2], weight.shape[2], stride[0], padding[0], impl, forward_only, x.device.type
+            x.shape[2],
+            weight.shape[2],
+            stride[0],
+            padding[0],
+            impl,
+            forward_only,
+            x.device.type,
+            positions=x.shape[0] * max(out_h, 0) * max(out_w, 0),
+            in_channels=x.shape[1],
         )
     if path == "conv3d":
         return _conv(x, weight, bias, stride, padding, dilation, groups)
