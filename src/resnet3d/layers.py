@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._utils import check_choice, to_3tuple
-from .thin_depth import CONV_IMPLS, needs_grad, thin_depth_conv3d
+from .thin_depth import CONV_IMPLS, choose_path, compute_dtype, needs_grad, thin_depth_conv3d
 
 
 class ThinDepthConv3d(nn.Conv3d):
@@ -59,19 +59,24 @@ class ThinDepthConv3d(nn.Conv3d):
     def _centre_weight(self, x: Tensor) -> Tensor | None:
         """The centre tap as a contiguous 2D weight, for inference on depth-1 inputs."""
         if (
-            self.impl != "auto"
-            or x.device.type not in ("cpu", "cuda")  # meta tensors (FLOP counts) and others
+            x.device.type not in ("cpu", "cuda")  # meta tensors (FLOP counts) and others
             or x.ndim != 5
-            or x.shape[2] != 1
-            or self.kernel_size[0] == 1
             or needs_grad(x, self.weight, self.bias)
             or torch.compiler.is_compiling()  # compiled graphs fold constant weights
+            or choose_path(
+                x.shape[2],
+                self.kernel_size[0],
+                self.stride[0],
+                self.padding[0],  # type: ignore[arg-type]
+                self.impl,
+                forward_only=True,
+                device_type=x.device.type,
+            )
+            != "centre"
         ):
             return None
         weight = self.weight
-        dtype = weight.dtype
-        if torch.is_autocast_enabled(x.device.type) and dtype == torch.float32:
-            dtype = torch.get_autocast_dtype(x.device.type)  # cast once, not per call
+        dtype = compute_dtype(x) if weight.dtype == torch.float32 else weight.dtype
         layout = (
             torch.channels_last
             if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)

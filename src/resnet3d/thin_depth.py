@@ -71,7 +71,7 @@ def choose_path(
     """
     if impl == "conv3d":
         return "conv3d"
-    out_depth = (depth + 2 * pad_depth - kernel_depth) // stride_depth + 1
+    out_depth = output_depth(depth, kernel_depth, stride_depth, pad_depth)
     if out_depth < 1 or pad_depth >= kernel_depth:
         return "conv3d"  # let Conv3d raise its own error, or handle the odd padding
     if depth == 1 and out_depth == 1 and kernel_depth > 1:
@@ -92,6 +92,18 @@ def choose_path(
             return "conv3d"
         return "fold"
     return "conv3d"
+
+
+def output_depth(depth: int, kernel_depth: int, stride_depth: int, pad_depth: int) -> int:
+    """Output depth of a convolution (below 1 for a geometry ``Conv3d`` refuses)."""
+    return (depth + 2 * pad_depth - kernel_depth) // stride_depth + 1
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` runs in now: autocast's for float32 inputs under it."""
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
 
 
 def needs_grad(*tensors: Tensor | None) -> bool:
@@ -123,7 +135,7 @@ def folded_weight(
         if ``depth_major``, else ``(Cout, Do)`` and ``(Cin, D)``.
     """
     cout, cin, kd, kh, kw = weight.shape
-    out_depth = (depth + 2 * pad_depth - kd) // stride_depth + 1
+    out_depth = output_depth(depth, kd, stride_depth, pad_depth)
     # Padding the tap axis by D - 1 on both sides turns "the taps slice t reads" into one
     # contiguous window: tap s - t*sd + pd sits at index D - 1 + pd - t*sd + s.
     padded = F.pad(weight, (0, 0, 0, 0, depth - 1, depth - 1))
@@ -159,9 +171,7 @@ def cpu_lowp_unsafe(x: Tensor, kernel: tuple[int, ...]) -> torch.dtype | None:
     """
     if x.device.type != "cpu":
         return None
-    dtype = x.dtype
-    if dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
-        dtype = torch.get_autocast_dtype("cpu")  # what autocast will run the conv in
+    dtype = compute_dtype(x)
     if dtype not in _LOW_PRECISION:
         return None
     extents = x.shape[2:]
@@ -269,7 +279,7 @@ def _fold(
 ) -> Tensor:
     batch, cin, depth, height, width = x.shape
     cout = weight.shape[0]
-    out_depth = (depth + 2 * padding[0] - weight.shape[2]) // stride[0] + 1
+    out_depth = output_depth(depth, weight.shape[2], stride[0], padding[0])
     plane_stride, plane_padding = tuple(stride[1:]), tuple(padding[1:])
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
         # Channels-last: (B, D, H, W, C) in memory. One copy makes it (B, H, W, D, C), a
