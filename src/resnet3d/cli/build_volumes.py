@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from typing import Any
 
 from . import CLIError
@@ -83,26 +84,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build-volumes",
         help="decode every scan once into a memory-mappable uint8 cache",
+        usage="resnet3d build-volumes ROOT OUT [options]\n"
+        "       resnet3d build-volumes --verify OUT",
         description="Decode every scan of a data set (CC-CCII layout, class/scan tree or "
         "index CSV) once, prepare its slices (resize, window, channels) and store them as "
-        "uint8 .npy files in OUT, with a manifest. Interrupted builds resume: rerun the "
-        "same command.",
+        "uint8 .npy files in OUT, with a manifest that records each scan's source fingerprint "
+        "(slice names, sizes, modification times) and each file's sha256. A rerun rebuilds "
+        "the scans whose sources changed or whose file is missing or damaged and keeps the "
+        "rest; interrupted builds resume. --verify OUT re-hashes every file and compares "
+        "every scan's sources, changing nothing.",
     )
     parser.add_argument("root", metavar="ROOT", help="data set folder or index CSV")
-    parser.add_argument("out", metavar="OUT", help="cache folder")
+    parser.add_argument("out", metavar="OUT", nargs="?", help="cache folder")
     add_stacker_arguments(parser)
     parser.add_argument(
         "--layout", default="auto", choices=("auto", "ccii", "tree", "csv"), help="(default auto)"
     )
     parser.add_argument("--lenient", action="store_true", help="skip bad scans, list them")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace a cache built with other settings"
+        "--overwrite",
+        action="store_true",
+        help="replace a cache built with other settings, in an older format or with a damaged "
+        "manifest (only the cache's own files are removed; a folder holding other files is "
+        "refused)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the cache OUT: re-hash every file, compare every scan's sources, name "
+        "each damaged or stale scan (exit status 1 if any); needs no ROOT",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verify:
+        if args.out is not None:
+            raise CLIError(
+                "--verify takes the cache folder only: resnet3d build-volumes --verify OUT"
+            )
+        return verify(args.root)
+    if args.out is None:
+        raise CLIError("give ROOT and OUT: resnet3d build-volumes ROOT OUT")
+    return build(args)
+
+
+def build(args: argparse.Namespace) -> int:
     from ..cache import build_cache
     from ..data import ScanIndex
 
@@ -124,11 +152,42 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     seconds = time.perf_counter() - start
+    why = Counter(reason for _, reason in result.rebuilt)
+    rebuilt = (
+        f" ({len(result.rebuilt)} rebuilt: "
+        + ", ".join(f"{n} {reason}" for reason, n in sorted(why.items()))
+        + ")"
+        if result.rebuilt
+        else ""
+    )
     print(
-        f"{result.root}: {result.written} scan(s) written, {result.reused} reused, "
+        f"{result.root}: {result.written} scan(s) written{rebuilt}, {result.reused} reused, "
         f"{len(result.skipped)} skipped; {result.n_slices} slices, "
         f"{result.n_bytes / 2**20:.1f} MiB in {seconds:.1f} s"
     )
     for key, error in result.skipped:
         print(f"  skipped {key}: {error}")
+    return 0
+
+
+def verify(out: str) -> int:
+    from ..cache import VolumeCache
+
+    result = VolumeCache(out).verify()
+    for key, problem in result.problems:
+        print(f"{key}: {problem}")
+    checked = f"{result.n_bytes / 2**20:.1f} MiB re-hashed in {result.seconds:.1f} s"
+    unreachable = (
+        f"; sources of {len(result.unreachable)} scan(s) not found, not compared"
+        if result.unreachable
+        else ""
+    )
+    if result.problems:
+        print(
+            f"{out}: {len(result.problems)} of {result.n_scans} scan(s) damaged or stale "
+            f"({checked}{unreachable}); rerun 'resnet3d build-volumes ROOT {out}' to rebuild them"
+        )
+        return 1
+    summary = f"{result.n_scans} scan(s) verified: none damaged or stale"
+    print(f"{out}: {summary} ({checked}{unreachable})")
     return 0
