@@ -131,7 +131,18 @@ class ResNet3D(nn.Module):
         self._apply_conv_impl(impl)
 
     def check_input(self, x: Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` is ``(B, in_channels, D, H, W)``."""
+        """Raise ``ValueError`` unless ``x`` is a floating ``(B, in_channels, D, H, W)`` tensor.
+
+        Checked here rather than left to the convolutions, whose errors ("Kernel size can't be
+        greater than actual input size", "expected scalar type Long but found Float") name
+        neither the model nor what it expects.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor.
+            ValueError: If ``x`` is not 5-D, has another channel count, an empty depth, height
+                or width, an integer or complex dtype, or a floating dtype other than the
+                parameters' that autocast does not cast (any outside autocast, float64 in it).
+        """
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a torch.Tensor (B, C, D, H, W), got {type(x).__name__}")
         if x.ndim != 5:
@@ -144,6 +155,33 @@ class ResNet3D(nn.Module):
                 f"expected {self.config.in_channels} input channels (B, C, D, H, W), got "
                 f"shape {tuple(x.shape)} with C={x.shape[1]}"
             )
+        if min(x.shape[2:]) < 1:
+            raise ValueError(
+                f"expected at least one slice, row and column (D, H, W >= 1), got shape "
+                f"{tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            hint = (
+                " (scale 8-bit slices to [0, 1] first, e.g. x.float() / 255)"
+                if (x.dtype == torch.uint8)
+                else ""
+            )
+            raise ValueError(
+                f"expected a floating-point input, got dtype {x.dtype} with shape "
+                f"{tuple(x.shape)}: convert it with x.float(){hint}"
+            )
+        weight_dtype = self._first_conv_weight().dtype
+        # Autocast casts float32/16 inputs to its dtype, but never float64.
+        autocast = torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float64
+        if x.dtype != weight_dtype and not autocast:
+            raise ValueError(
+                f"input dtype {x.dtype} differs from the model's parameters ({weight_dtype}): "
+                f"use x.to({weight_dtype}), model.to({x.dtype}), or torch.autocast"
+            )
+
+    def _first_conv_weight(self) -> Tensor:
+        """The first convolution's weight: its dtype and device are the model's."""
+        return getattr(self, self._stem_steps[0][0]).weight
 
     def forward_stem(self, x: Tensor) -> Tensor:
         """The stem: convolution(s), BN, ReLU and the max pool."""
@@ -156,9 +194,35 @@ class ResNet3D(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """Stem and stages: ``(B, C, D, H, W) -> (B, num_features, D', H', W')``."""
         self.check_input(x)
+        if self.training and x.shape[0] == 1:
+            return self._forward_features_single(x)
         x = self.forward_stem(x)
         for name in self._stage_names:
             x = getattr(self, name)(x)
+        return x
+
+    def _forward_features_single(self, x: Tensor) -> Tensor:
+        """:meth:`forward_features` for one volume in training mode, with a clear error.
+
+        BatchNorm in training mode needs more than one value per channel; one small volume
+        can shrink to ``1 x 1 x 1`` before the last stage. Torch's own error names neither the
+        stage nor the input, so it is rewritten here (only on this path, so the common one
+        stays free of try blocks under ``torch.compile``).
+        """
+        shape = tuple(x.shape)
+        name = "stem"
+        try:
+            x = self.forward_stem(x)
+            for name in self._stage_names:
+                x = getattr(self, name)(x)
+        except ValueError as error:
+            if "more than 1 value per channel" not in str(error):
+                raise
+            raise ValueError(
+                f"input of shape {shape} is too small to train on alone: in {name} its "
+                f"feature map is 1 x 1 x 1, and BatchNorm in training mode needs more than one "
+                f"value per channel; use a batch of 2 or more, larger slices, or model.eval()"
+            ) from None
         return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
