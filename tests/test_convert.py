@@ -534,9 +534,9 @@ def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "extra": Payload(marker)}, path)
-    with pytest.raises(ConversionError, match=r"refused to load .*arbitrary code"):
+    with pytest.raises(ConversionError, match=r"is not a safe checkpoint.*arbitrary code"):
         convert.load_state_dict_file(path)
-    with pytest.raises(ConversionError, match="refused"):
+    with pytest.raises(ConversionError, match="not a safe checkpoint"):
         convert.from_monai(path)
     assert not marker.exists()
     # The payload is live: unpickling it without weights_only really runs it.
@@ -546,8 +546,11 @@ def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
 
 def test_unreadable_and_empty_files(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ConversionError, match="cannot read checkpoint"):
+    with pytest.raises(ConversionError, match="is not a PyTorch checkpoint"):
         convert.load_state_dict_file(tmp_path / "junk.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ConversionError, match=r"is empty \(0 bytes\)"):
+        convert.load_state_dict_file(tmp_path / "empty.pt")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(ConversionError, match="safetensors"):
         convert.load_state_dict_file(tmp_path / "junk.safetensors")

@@ -188,7 +188,9 @@ def test_export_refuses_a_malicious_checkpoint(
 
     _, ckpt = training_checkpoint(tmp_path / "best.pt", metadata={"x": Payload()})
     assert main(["export", str(ckpt), str(tmp_path / "out")]) == 2
-    assert "cannot read checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a safe checkpoint" in err and "will likely succeed" not in err
+    assert len(err.strip().splitlines()) == 1
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 

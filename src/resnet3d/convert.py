@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ from .config import ResNet3DConfig
 from .errors import Resnet3DError
 from .hub import CheckpointMismatchError, check_state_dict
 from .resnet import ResNet3D
+from .torch_files import UnreadableTorchFileError, load_torch_file
 
 __all__ = [
     "SOURCES",
@@ -145,34 +144,10 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> StateDict:
                 f"cannot read {file} as safetensors: {error}", path=file
             ) from None
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):
-            raise ConversionError(
-                f"cannot read checkpoint {file}: not a PyTorch checkpoint ({_first_line(error)})",
-                path=file,
-            ) from None
-        raise ConversionError(
-            f"refused to load {file}: it holds pickled objects other than tensors and plain "
-            "containers, and unpickling them could run arbitrary code (torch.load with "
-            f"weights_only=True said: {_unsupported_global(error)})",
-            path=file,
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise ConversionError(f"cannot read checkpoint {file}: {error}", path=file) from None
+        obj = load_torch_file(file)
+    except UnreadableTorchFileError as error:
+        raise ConversionError(str(error), path=file) from None
     return unwrap_state_dict(obj, where=os.fspath(file))
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _unsupported_global(error: BaseException) -> str:
-    # torch names the refused global on a line "Unsupported global: GLOBAL module.name ...".
-    for line in str(error).splitlines():
-        if "Unsupported global" in line:
-            return line.strip()
-    return _first_line(error)
 
 
 def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> StateDict:
