@@ -304,7 +304,7 @@ def test_interrupted_save_keeps_the_previous_export(
 
     monkeypatch.setattr(hub, "_write_model_card", crash)
     with pytest.raises(KeyboardInterrupt):
-        save_pretrained(tiny(seed=7), folder)
+        save_pretrained(tiny(seed=7), folder, overwrite=True)
     assert _snapshot(folder) == before
     assert [p.name for p in folder.parent.iterdir()] == ["export"]  # temp folder removed
 
@@ -325,7 +325,7 @@ def test_failed_swap_restores_the_previous_export(
 
     monkeypatch.setattr(hub.os, "replace", flaky_replace)
     with pytest.raises(OSError, match="disk full"):
-        save_pretrained(tiny(seed=7), folder)
+        save_pretrained(tiny(seed=7), folder, overwrite=True)
     monkeypatch.setattr(hub.os, "replace", real_replace)
     assert _snapshot(folder) == before
     assert [p.name for p in folder.parent.iterdir()] == ["export"]
@@ -335,7 +335,7 @@ def test_overwrite_replaces_and_keeps_foreign_files(export: tuple[resnet3d.ResNe
     _, folder = export
     (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")
     new = tiny(seed=3)
-    save_pretrained(new, folder)
+    save_pretrained(new, folder, overwrite=True)
     assert (folder / ".gitattributes").read_text() == "*.safetensors filter=lfs\n"
     x = volume()
     with torch.no_grad():
@@ -345,7 +345,7 @@ def test_overwrite_replaces_and_keeps_foreign_files(export: tuple[resnet3d.ResNe
 def test_overwrite_of_a_clean_export(export: tuple[resnet3d.ResNet3D, Path]) -> None:
     model, folder = export
     new = tiny(seed=3)
-    save_pretrained(new, folder)
+    save_pretrained(new, folder, overwrite=True)
     x = volume()
     with torch.no_grad():
         out = from_pretrained(folder)(x)
@@ -379,11 +379,11 @@ def test_export_files_get_the_users_umask(
     assert modes.pop("export") == 0o777 & ~mask  # e.g. 0755, not mkdtemp's 0700
     assert modes == dict.fromkeys(hub.EXPORT_FILES, 0o666 & ~mask)  # not safetensors' 0600
     # Replacing an export, wholesale or file by file beside foreign files, keeps the rule.
-    save_pretrained(tiny(seed=3), folder)
+    save_pretrained(tiny(seed=3), folder, overwrite=True)
     assert _modes(folder)["model.safetensors"] == 0o666 & ~mask
     (folder / "notes.txt").write_text("mine\n")
     folder.chmod(0o700)  # the user's own folder: its mode is theirs and is kept
-    save_pretrained(tiny(seed=4), folder)
+    save_pretrained(tiny(seed=4), folder, overwrite=True)
     modes = _modes(folder)
     assert modes.pop("export") == 0o700
     assert modes == {**dict.fromkeys(hub.EXPORT_FILES, 0o666 & ~mask), "notes.txt": 0o666 & ~mask}

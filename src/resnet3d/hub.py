@@ -72,6 +72,7 @@ __all__ = [
     "MODEL_CARD_NAME",
     "WEIGHTS_NAME",
     "CheckpointMismatchError",
+    "HubRequestError",
     "HubUnavailableError",
     "InvalidExportError",
     "WeightsIntegrityError",
@@ -111,6 +112,10 @@ RUN_HINT = "runs/{alias}/export"
 # ----------------------------------------------------------------------------- errors
 class HubUnavailableError(Resnet3DError, OSError):
     """The Hub cannot be reached (offline or network down) and the files are not cached."""
+
+
+class HubRequestError(Resnet3DError, OSError):
+    """The Hub answered but refused a request (authentication, permissions, a bad revision)."""
 
 
 class WeightsNotPublishedError(Resnet3DError, FileNotFoundError):
@@ -184,6 +189,11 @@ def _listing(keys: Sequence[str]) -> str:
     shown = ", ".join(keys[:_MAX_LISTED])
     more = len(keys) - _MAX_LISTED
     return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _looks_like_path(name: str) -> bool:
@@ -819,14 +829,18 @@ def save_pretrained(
     license: str | None = None,
     dataset: str | None = None,
     description: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``model`` as a Hub-ready export folder, atomically.
 
     The folder gets ``model.safetensors``, ``config.json`` and a model card ``README.md``.
     Everything is written into a temporary folder beside ``save_directory`` first and then
     swapped in with :func:`os.replace`, so an interrupted save leaves a previous export intact
-    (and leaves no half-written files). A target folder holding other files too (e.g. a
-    ``.git`` clone) keeps them: each export file is then replaced atomically one by one.
+    (and leaves no half-written files).
+
+    A folder that exists and is not empty is refused unless ``overwrite=True``: it may hold
+    files the user wrote (a ``README.md`` of their own). With ``overwrite=True`` only the
+    export's files are replaced; anything else in the folder (a ``.git`` clone, notes) is kept.
 
     Metadata not given is taken from ``model.pretrained_cfg`` (set by :func:`from_pretrained`).
 
@@ -841,6 +855,8 @@ def save_pretrained(
         license: SPDX license id of the weights.
         dataset: The training data, for the model card.
         description: One line for the model card.
+        overwrite: Replace the export files (``model.safetensors``, ``config.json``,
+            ``README.md``) of a folder that is not empty.
 
     Returns:
         The export folder.
@@ -849,6 +865,8 @@ def save_pretrained(
         ValueError: If ``labels`` does not have one name per output, ``preprocessing`` has
             unknown keys or a ``channels`` that is not the model's ``in_channels``.
         NotADirectoryError: If ``save_directory`` exists and is a file.
+        FileExistsError: If ``save_directory`` is a folder that is not empty and
+            ``overwrite`` is false; the message lists what it holds.
     """
     from safetensors.torch import save_file
 
@@ -864,6 +882,8 @@ def save_pretrained(
     target = Path(save_directory).expanduser()
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"cannot save into {os.fspath(target)!r}: it is a file")
+    if target.is_dir() and not overwrite:
+        _refuse_non_empty(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     document = _config_document(
         model,
@@ -899,6 +919,18 @@ def save_pretrained(
         raise
     logger.info("saved %s to %s", model.config.name or "model", target)
     return target
+
+
+def _refuse_non_empty(target: Path) -> None:
+    """Raise ``FileExistsError`` if ``target`` holds anything: the library did not write it."""
+    held = sorted(p.name for p in target.iterdir())
+    if held:
+        ours = ", ".join(EXPORT_FILES)
+        raise FileExistsError(
+            f"{os.fspath(target)} is not empty (it holds {_listing(held)}); nothing was "
+            f"written. Choose an empty or new folder, or overwrite (--overwrite, "
+            f"overwrite=True) to replace only {ours} and keep the rest"
+        )
 
 
 def _check_metadata(
@@ -1090,7 +1122,8 @@ def upload_folder(
 
     Raises:
         InvalidExportError: If the folder is not a valid export.
-        HubUnavailableError: If offline mode is on.
+        HubUnavailableError: If offline mode is on or the Hub cannot be reached.
+        HubRequestError: If the Hub refuses the upload (e.g. no or a wrong token).
         ValueError: If ``repo_id`` is not ``"org/name"``.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -1112,22 +1145,37 @@ def upload_folder(
             f"cannot push {path} to {repo_id!r}: offline mode is on (HF_HUB_OFFLINE); unset it "
             "where the Hub is reachable"
         )
+    from huggingface_hub.errors import HfHubHTTPError
+
     api = HfApi(
         endpoint=_endpoint(), token=token, library_name="resnet3d", library_version=__version__
     )
-    api.create_repo(repo_id, private=private, exist_ok=True)
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.fspath(path / name))
         for name in EXPORT_FILES
         if (path / name).is_file()
     ]
-    info = api.create_commit(
-        repo_id,
-        operations=operations,
-        commit_message=commit_message or "Upload resnet3d export",
-        revision=revision,
-        create_pr=create_pr,
-    )
+    # The upload only reads the folder, so whatever fails here, the export is as it was.
+    intact = f"{os.fspath(path)} is intact; run the push again"
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message or "Upload resnet3d export",
+            revision=revision,
+            create_pr=create_pr,
+        )
+    except HfHubHTTPError as error:
+        raise HubRequestError(
+            f"the Hub refused to push {os.fspath(path)} to {repo_id!r}: "
+            f"{_first_line(error)}; {intact} once that is fixed (token: hf auth login or HF_TOKEN)"
+        ) from None
+    except network_errors() as error:
+        raise HubUnavailableError(
+            f"cannot reach the Hugging Face Hub ({_endpoint() or 'huggingface.co'}: "
+            f"{_first_line(error)}); nothing was uploaded, {intact} when online"
+        ) from None
     logger.info("pushed %s to %s at commit %s", path, repo_id, info.oid)
     return info
 
@@ -1297,6 +1345,7 @@ def export_checkpoint(
     license: str | None = None,
     dataset: str | None = None,
     description: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Turn a training checkpoint (``best.pt``) into a Hub-ready export folder.
 
@@ -1312,12 +1361,15 @@ def export_checkpoint(
         license: SPDX id of the weights' license.
         dataset: The training data, for the model card.
         description: One line for the model card.
+        overwrite: Replace the export files of a folder that is not empty (see
+            :func:`save_pretrained`); without it such a folder is refused before any work.
 
     Returns:
         The export folder.
 
     Raises:
         FileNotFoundError: If a file does not exist.
+        FileExistsError: If ``out_dir`` is not empty and ``overwrite`` is false.
         ValueError: If the checkpoint is unreadable or its weights do not match its config, or
             the evaluation's labels are not the checkpoint's.
     """
@@ -1326,6 +1378,9 @@ def export_checkpoint(
     from .convert import strip_prefixes
     from .resnet import ResNet3D
 
+    target = Path(out_dir).expanduser()
+    if target.is_dir() and not overwrite:
+        _refuse_non_empty(target)  # before reading a checkpoint that may be large
     state = load_checkpoint(checkpoint)
     try:
         config = ResNet3DConfig.from_dict(state["model_config"])
@@ -1354,4 +1409,5 @@ def export_checkpoint(
         license=license,
         dataset=dataset,
         description=description,
+        overwrite=overwrite,
     )

@@ -13,8 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="turn a training checkpoint into a Hub-ready folder",
         description="Write OUT_DIR with model.safetensors, config.json (architecture, "
         "preprocessing spec, labels, metrics) and a model card README.md, from a checkpoint "
-        "written by 'resnet3d train' (read with torch.load(weights_only=True)). OUT_DIR is "
-        "replaced atomically. Publish it with 'resnet3d push OUT_DIR ORG/NAME'.",
+        "written by 'resnet3d train' (read with torch.load(weights_only=True)). OUT_DIR must be "
+        "new or empty (--overwrite replaces only those three files); it is written "
+        "atomically. Publish it with 'resnet3d push OUT_DIR ORG/NAME'.",
     )
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="e.g. runs/x/best.pt")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="export folder to write")
@@ -29,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split",
         help="which data --eval-json was measured on, e.g. 'CC-CCII test' (default: the "
         "split that 'resnet3d evaluate' recorded in the file, e.g. 'test split')",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a folder that is not empty, replacing only model.safetensors, "
+        "config.json and README.md (other files are kept)",
     )
     parser.add_argument("--license", help="SPDX license id of the weights, e.g. apache-2.0")
     parser.add_argument("--dataset", help="training data, one line for the model card")
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         license=args.license,
         dataset=args.dataset,
         description=args.description,
+        overwrite=args.overwrite,
     )
     meta = load_export_config(folder)
     config = meta["config"]
