@@ -26,12 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-duplicates", action="store_true", help="skip the duplicate check")
     parser.add_argument("--csv", metavar="FILE", help="also write the index as CSV")
     parser.add_argument("--split", metavar="FILE", help="also write a patient split as JSON")
-    parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="split seed (default 0; with --split)"
+    )
     parser.add_argument(
         "--fractions",
-        default="0.7,0.15,0.15",
+        default=None,
         metavar="TRAIN,VALID,TEST",
-        help="split fractions (default 0.7,0.15,0.15)",
+        help="split fractions (default 0.7,0.15,0.15; with --split)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--limit", type=int, default=50, help="issues listed in full (default 50)")
@@ -42,6 +44,21 @@ def run(args: argparse.Namespace) -> int:
     from ..data import ScanIndex, split_by_patient
     from . import CLIError
 
+    # Checked before indexing: split options without --split used to be ignored silently.
+    given = [name for name in ("fractions", "seed") if getattr(args, name) is not None]
+    if given and not args.split:
+        options = " and ".join(f"--{name}" for name in given)
+        raise CLIError(f"{options} only apply to a split: add --split FILE")
+    fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
+    if args.fractions is not None:
+        try:
+            fractions = tuple(float(v) for v in args.fractions.split(","))
+        except ValueError:
+            fractions = ()
+        if len(fractions) != 3:
+            raise CLIError(
+                f"--fractions {args.fractions!r}: give three numbers, e.g. 0.7,0.15,0.15"
+            )
     index = ScanIndex.from_path(
         args.root,
         layout=args.layout,
@@ -56,11 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         print(f"index written to {index.to_csv(args.csv)}")
     if args.split:
-        try:
-            fractions = tuple(float(v) for v in args.fractions.split(","))
-        except ValueError:
-            raise CLIError(f"--fractions {args.fractions!r}: give three numbers") from None
-        split = split_by_patient(index, fractions, seed=args.seed)
+        seed = 0 if args.seed is None else args.seed
+        split = split_by_patient(index, fractions, seed=seed)
         split.to_json(args.split)
         if not args.json:
             print(split.summary())
