@@ -32,6 +32,13 @@ class CheckpointError(ValueError):
     """A checkpoint is corrupt, incomplete, or belongs to a different run."""
 
 
+class DiskFullError(OSError):
+    """A write ran out of disk space; ``str()`` is the whole one-line message."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` to ``path`` atomically.
 
@@ -59,9 +66,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
         tmp.unlink(missing_ok=True)
         if _is_disk_full(error):
             kept = f"the previous {path.name} is intact" if path.exists() else "nothing was kept"
-            full = OSError(f"no space left on device while writing {path}; {kept}")
-            full.errno, full.filename = errno.ENOSPC, os.fspath(path)
-            raise full from None
+            message = f"no space left on device while writing {path}; {kept}"
+            raise DiskFullError(errno.ENOSPC, message, os.fspath(path)) from None
         raise
     _fsync_dir(path.parent)
     return path

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +72,14 @@ def load_torch_file(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             f"{file} is not a safe checkpoint: it holds pickled Python objects ({refused}), and "
             f"unpickling them can run arbitrary code, so it was not loaded; {CONVERT_HINT}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    except (PermissionError, IsADirectoryError, MemoryError):
+        raise  # their own messages say what is wrong, naming the file
+    except Exception as error:
+        # Arbitrary bytes make torch.load fail in many ways (RuntimeError from the zip reader,
+        # EOFError, even IndexError from the unpickler): all mean the same to the user.
         raise UnreadableTorchFileError(
-            f"cannot read {file} ({size} bytes): truncated or not a PyTorch file "
-            f"({_first_sentence(error)})"
+            f"cannot read {file} ({size} bytes): truncated, damaged or not a PyTorch "
+            f"checkpoint ({_first_sentence(error)})"
         ) from None
 
 
