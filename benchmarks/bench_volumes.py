@@ -9,13 +9,19 @@ process and on the same warm files (OS page cache):
   (the like-for-like comparison with the naive loop);
 * ``SliceStacker.load``: the same plus stacking into float32 ``(N, 3, 4, H, W)`` volumes;
 * ``build_cache``: decode once, write uint8 ``.npy``;
-* ``VolumeCache.load``: the whole scan's volumes from the memory map, uint8 and float32.
+* ``VolumeCache.load``: the whole scan's volumes from the memory map, uint8 and float32;
+* the cost of the cache's integrity checks, as a second table next to what they guard: the
+  sha256 of the scan's ``.npy`` (what ``--verify``, a rerun and ``verify=True`` reads pay),
+  writing the ``.npy`` with and without hashing it on the way, the source fingerprint
+  (``stat`` of every slice: what the first read of a scan pays), a rerun of ``build_cache``
+  that keeps the scan (fingerprint + re-hash) and ``VolumeCache.verify``.
 
 Usage::
 
     python benchmarks/bench_volumes.py                # 512 x 512, 128 slices
     python benchmarks/bench_volumes.py --quick        # CI: 64 x 64, 16 slices
     python benchmarks/bench_volumes.py --json out.json
+    python benchmarks/bench_volumes.py --size 256 --slices 64 --repeat 5   # a quick look
 
 Best of ``--repeat`` runs is reported; the first (cold) run of each method is discarded.
 """
@@ -34,7 +40,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from resnet3d.cache import VolumeCache, build_cache
+from resnet3d.cache import (  # the two private names: the exact write and hash paths
+    VolumeCache,
+    _save_npy_atomic,
+    _sha256_file,
+    build_cache,
+    source_fingerprint,
+)
 from resnet3d.data import ScanIndex
 from resnet3d.volumes import SliceStacker, default_threads, list_slices
 
@@ -66,6 +78,55 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+FINGERPRINT = "source fingerprint (stat of every slice)"
+FIRST_OPEN = "first open, default (size + fingerprint)"
+STAT_ONLY = (FINGERPRINT, FIRST_OPEN)  # rows that read no .npy bytes: no rate
+
+
+def write_plain(path: Path, array: np.ndarray) -> None:
+    """What writing a scan cost before checksums: write, fsync, rename."""
+    tmp = path.with_name(path.name + ".plain")
+    with open(tmp, "wb") as fh:
+        np.lib.format.write_array(fh, array, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def time_checks(
+    index: ScanIndex, cache_dir: Path, stacker: SliceStacker, prepared: np.ndarray, repeat: int
+) -> dict[str, float]:
+    """Seconds of each integrity check on the benchmark's one scan (and the .npy's size)."""
+    row = index[0]
+    npy = cache_dir / "slices" / "NCP" / "1" / "100.npy"
+    scratch = cache_dir.with_name("scratch") / "scan.npy"
+    scratch.parent.mkdir(exist_ok=True)
+    key = row.key
+
+    def first_open(verify: bool) -> Callable[[], object]:
+        return lambda: VolumeCache(cache_dir, verify=verify).slices(key)
+
+    return {
+        "sha256 of the .npy (page cache)": best_time(lambda: _sha256_file(npy), repeat),
+        "write .npy, no hash (write + fsync + rename)": best_time(
+            lambda: write_plain(scratch, prepared), repeat
+        ),
+        "write .npy + sha256 on the way (build_cache)": best_time(
+            lambda: _save_npy_atomic(scratch, prepared), repeat
+        ),
+        FINGERPRINT: best_time(lambda: source_fingerprint(row.path), repeat),
+        FIRST_OPEN: best_time(first_open(False), repeat),
+        "first open, verify=True (+ sha256)": best_time(first_open(True), repeat),
+        "build_cache rerun, scan kept (fingerprint + sha256)": best_time(
+            lambda: build_cache(index, cache_dir, stacker), repeat
+        ),
+        "VolumeCache.verify() (sha256 + fingerprint)": best_time(
+            lambda: VolumeCache(cache_dir).verify(), repeat
+        ),
+        "npy bytes": float(npy.stat().st_size),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             "VolumeCache.load -> float32 volumes": best_time(cache_read, args.repeat),
         }
         volumes = one.load(scan)
+        checks = time_checks(index, cache_dir, many, u8_many.read(scan), args.repeat)
+        checks_base = {
+            "build_cache": results[f"build_cache, {threads} threads (decode + write .npy)"],
+            "VolumeCache.load uint8": results["VolumeCache.load -> uint8 volumes"],
+        }
 
     print(f"scan: {n} slices of {args.size} x {args.size}, {source}")
     machine = platform.processor() or platform.machine()
@@ -145,6 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     base = results["naive loop (Image.open + np.asarray), 1 thread"]
     for name, seconds in results.items():
         print(f"| {name} | {seconds:.4f} | {n / seconds:,.0f} | {base / seconds:.2f}x |")
+    print()
+    npy_bytes = checks.pop("npy bytes")
+    print(f"integrity checks (the scan's .npy is {npy_bytes / 2**20:.1f} MiB)")
+    print()
+    print("| check | seconds | .npy MiB/s | / build_cache | / VolumeCache.load uint8 |")
+    print("|---|---:|---:|---:|---:|")
+    for name, seconds in checks.items():
+        ratios = " | ".join(f"{seconds / base:.3f}" for base in checks_base.values())
+        rate = f"{npy_bytes / 2**20 / seconds:,.0f}" if name not in STAT_ONLY else "-"
+        print(f"| {name} | {seconds:.4f} | {rate} | {ratios} |")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -155,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                     "source": source,
                     "seconds": results,
                     "slices_per_second": {k: n / v for k, v in results.items()},
+                    "integrity_seconds": checks,
+                    "npy_bytes": npy_bytes,
                 },
                 indent=1,
             )

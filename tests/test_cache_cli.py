@@ -56,6 +56,10 @@ def test_build_volumes_windows_and_bad_arguments(
     assert "CENTER,WIDTH" in capsys.readouterr().err
     assert main(["build-volumes", str(tmp_path / "none"), str(out)]) == 2
     assert str(tmp_path / "none") in capsys.readouterr().err
+    assert main(["build-volumes", str(root)]) == 2
+    assert "give ROOT and OUT" in capsys.readouterr().err
+    assert main(["build-volumes", "--verify", str(root), str(out)]) == 2
+    assert "--verify takes the cache folder only" in capsys.readouterr().err
 
 
 def test_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -111,33 +111,26 @@ def _write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class _HashingWriter:
-    """A write-only file wrapper that hashes what passes through (no second read)."""
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self.fh = fh
-        self.hash = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        return self.fh.write(data)
-
-
 def _save_npy_atomic(path: Path, array: np.ndarray) -> str:
     """Write ``array`` to ``path`` atomically; return the sha256 of the file's bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f"{_TMP_MARK}{os.getpid()}")
+    data = np.ascontiguousarray(array)
     try:
-        with open(tmp, "wb") as fh:
-            writer = _HashingWriter(fh)
-            np.lib.format.write_array(writer, np.ascontiguousarray(array), allow_pickle=False)
+        with open(tmp, "w+b") as fh:
+            np.lib.format.write_array(fh, data, allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
+            # The file is the header then the array's bytes: hash the header read back and
+            # the array from memory (no second read of the data, no copy).
+            fh.seek(0)
+            digest = hashlib.sha256(fh.read(os.fstat(fh.fileno()).st_size - data.nbytes))
+        digest.update(data.data)  # C-contiguous: hashed in place
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return writer.hash.hexdigest()
+    return digest.hexdigest()
 
 
 def _sha256_file(path: Path) -> str:
