@@ -82,7 +82,7 @@ def test_changed_source_slices_are_rebuilt(data: Path, cache: Path) -> None:
     np.testing.assert_array_equal(served, STACKER.replace(dtype="uint8").read(data / "CP/2/20"))
 
 
-def test_slice_rewritten_with_same_size_is_rebuilt(data: Path, cache: Path) -> None:
+def test_slice_rewritten_in_place_with_same_size_is_rebuilt(data: Path, cache: Path) -> None:
     # The old cache compared dtype, count and size only: same-size edits were reused.
     path = data / "NCP/1/10/2.png"
     before = path.stat()
