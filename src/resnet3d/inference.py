@@ -370,7 +370,7 @@ def predict_loader(
     finally:
         model.train(was_training)
     local = (indices, logits_out, labels, scans, patients)
-    parts = _gather(local)
+    parts = gather_objects(local)
     return _merge(parts)
 
 
@@ -383,7 +383,8 @@ def _iter(loader: DataLoader, progress: Any) -> Iterator[Any]:
         progress.update(len(item[0]))
 
 
-def _gather(local: Any) -> list[Any]:
+def gather_objects(local: Any) -> list[Any]:
+    """Every rank's ``local`` (picklable), in rank order; ``[local]`` for one process."""
     if dist.is_available() and dist.is_initialized():
         parts: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, local)

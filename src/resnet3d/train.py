@@ -8,6 +8,19 @@ builds those from a CC-CCII-style folder.
 Resuming is exact: the data order of an epoch depends only on the seed and the epoch, and
 checkpoints (written atomically at the end of every epoch) hold the model, optimizer,
 scheduler, scaler and every RNG, so 2 epochs + 2 resumed epochs equal 4 epochs in one go.
+A resume continues the same run or none: every setting that shapes the result (recipe, model,
+preprocessing, split, precision, seed, augmentation) must equal the checkpoint's, and only
+:data:`RESUME_MAY_CHANGE` may differ, so a checkpoint never records a setting it was not
+trained with.
+
+Class names, not positions, tie data to a model: pretrained weights whose head names the data
+set's classes in another order are reordered to the data's order (logged), and a data set with
+a class the head does not know is an error unless the head is replaced (``new_head``).
+
+A NaN or infinite input or loss stops the run at once with a :class:`TrainingDivergedError`
+naming the epoch, the batch and its scans. The check is collective under DDP: every rank
+learns of a fault on any rank at the same step and stops with the same error, so none waits
+forever for a peer.
 """
 
 from __future__ import annotations
@@ -34,10 +47,12 @@ from . import checkpoint as ckpt
 from ._utils import check_choice, did_you_mean
 from .augment import Augment, epoch_generator
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, sync_buffers
+from .errors import Resnet3DError
 from .inference import (
     Predictions,
     autocast,
     cross_entropy,
+    gather_objects,
     loader_channels,
     make_loader,
     predict_loader,
@@ -55,8 +70,38 @@ logger = logging.getLogger(__name__)
 MONITORS = {"accuracy": True, "macro_f1": True, "auroc": True, "loss": False}
 
 
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite; the run stops and ``best`` is left as it was."""
+#: :class:`TrainConfig` fields a resumed run may change. None of them changes what was
+#: trained so far or the recipe from here on: more epochs, the patience of early stopping, the
+#: folder's spelling, and where and how fast it runs (device, workers, memory layout,
+#: ``torch.compile``, progress bars). The resolved precision must stay the same (``"auto"``
+#: may stand for the precision the run used). Another device continues the same recipe; its
+#: results are not bitwise those an uninterrupted run on the first device would give.
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "out_dir",
+    "epochs",
+    "patience",
+    "device",
+    "workers",
+    "channels_last",
+    "compile",
+    "progress",
+)
+
+#: Metadata entries a resumed run may change: where the data set lies (its scans are pinned
+#: by the split hash) and the label list (compared by name on its own).
+_METADATA_MAY_CHANGE = ("data", "labels")
+
+#: Scans named in a divergence error before "and N more".
+_SCANS_SHOWN = 8
+
+
+class TrainingDivergedError(Resnet3DError, ValueError, FloatingPointError):
+    """A NaN or infinite input or loss stopped training; ``best`` is left as it was.
+
+    A ``ValueError`` (the command line prints it as one line) and, as before, a
+    ``FloatingPointError``. The message names the epoch, the batch, the step, the scans of
+    the batch (``patient/scan``) and whether the input or the loss was not finite.
+    """
 
 
 @dataclass
@@ -99,6 +144,10 @@ class TrainConfig:
             from :data:`resnet3d.augment.AUGMENTATIONS`, e.g. ``"flip,shift"`` (see
             :class:`resnet3d.augment.Augment`). Draws depend only on ``seed``, the epoch and
             the rank, so a resumed run repeats an uninterrupted one exactly.
+        new_head: With ``pretrained``: re-initialise the classifier for the data set's
+            classes even when the weights' head has as many outputs. Needed when the head
+            names other classes (e.g. fine-tuning a CC-CCII model on classes ``A``, ``B``,
+            ``C``); without it that is an error, never a silent match by position.
     """
 
     out_dir: str = "runs/resnet3d"
@@ -124,6 +173,7 @@ class TrainConfig:
     precise_bn: int = 0
     pretrained: str | None = None
     augment: str = "none"
+    new_head: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "grad_accum"):
@@ -152,6 +202,12 @@ class TrainConfig:
                 f"augment must be a spec string such as 'flip,shift', got {self.augment!r}"
             )
         Augment.parse(self.augment)  # raises on a bad spec, naming the closest name
+        if not isinstance(self.new_head, bool):
+            raise TypeError(f"new_head must be a bool, got {self.new_head!r}")
+        if self.new_head and self.pretrained is None:
+            raise ValueError(
+                "new_head=True replaces the head of pretrained weights: pass pretrained= too"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-able dict."""
@@ -318,7 +374,60 @@ class Trainer:
             in_channels=config.model_overrides.get("in_channels"),
         )
         logger.info("starting from pretrained weights %s", config.pretrained)
+        self._match_pretrained_head(model)
         return model.train()
+
+    def _match_pretrained_head(self, model: ResNet3D) -> None:
+        """Tie a kept pretrained head's outputs to the data's classes by name.
+
+        ``from_pretrained`` already replaced the head when the class count differs. A kept
+        head whose names are the data's in another order is reordered (its rows permuted,
+        an exact change); one that names other classes is an error unless ``new_head``.
+        """
+        cfg = model.pretrained_cfg if model.pretrained_cfg is not None else {}
+        model.pretrained_cfg = cfg
+        if "num_classes" in (cfg.get("adapted") or {}) or model.num_classes == 0:
+            cfg["labels"] = list(self.labels)
+            return  # a fresh head for the data's classes (logged by from_pretrained)
+        head = [str(name) for name in (cfg.get("labels") or [])]
+        data = list(self.labels)
+        if self.config.new_head:
+            model.reset_classifier(len(data))
+            logger.info(
+                "re-initialised the classifier of %s for the data's classes %s (new_head; "
+                "its head was %s)",
+                self.config.pretrained,
+                data,
+                head or "unnamed",
+            )
+        elif not head:
+            logger.warning(
+                "the pretrained head of %s names no classes: its outputs are taken as the "
+                "data's classes %s in that order; pass new_head=True (--new-head) to "
+                "re-initialise it instead",
+                self.config.pretrained,
+                data,
+            )
+        elif head != data:
+            if set(head) != set(data):
+                raise ValueError(
+                    f"the data set's classes {data} are not the classes of the pretrained "
+                    f"head of {self.config.pretrained} {head} (unknown to it: "
+                    f"{[c for c in data if c not in head]}); pass new_head=True (--new-head) "
+                    "to train a new classifier for them"
+                )
+            order = [head.index(name) for name in data]
+            classifier = model.fc
+            with torch.no_grad():
+                for param in (classifier.weight, classifier.bias):
+                    if isinstance(param, torch.Tensor):
+                        param.copy_(param[order])
+            logger.info(
+                "reordered the pretrained head's outputs from %s to the data's classes %s",
+                head,
+                data,
+            )
+        cfg["labels"] = data
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -353,21 +462,76 @@ class Trainer:
             "world_size": self.dist.world_size,
         }
 
-    def load_state_dict(self, state: dict[str, Any], source: str | os.PathLike[str]) -> None:
-        """Restore a checkpoint, refusing one from a different model, split or label set."""
-        if state["model_config"] != self.model.config.to_dict():
-            raise ckpt.CheckpointError(
-                f"{source} was trained with model config {state['model_config']}, this run "
-                f"builds {self.model.config.to_dict()}; use a new --out-dir or the same model"
+    def resume_differences(self, state: dict[str, Any]) -> list[str]:
+        """How this run differs from a checkpoint's, one ``name: old -> new`` per setting.
+
+        Everything that shapes the result counts: the :class:`TrainConfig` fields outside
+        :data:`RESUME_MAY_CHANGE`, the resolved precision, the model config, the labels,
+        the patient split, the metadata (the preprocessing spec, the split settings) and the
+        number of processes; and ``epochs`` may not fall below the epochs already trained.
+        Entries that an older checkpoint lacks are not compared.
+        """
+        differences: list[str] = []
+        new_config = _plain(self.config.to_dict())
+        if "train_config" in state:
+            old_config = _plain(state["train_config"])
+            defaults = _plain(dataclasses.asdict(TrainConfig()))
+            for name, new in new_config.items():
+                if name in RESUME_MAY_CHANGE or name == "precision":
+                    continue
+                old = old_config.get(name, defaults[name])
+                if old != new:
+                    differences.append(f"{name}: {old!r} -> {new!r}")
+        trained = int(state.get("epoch", 0))
+        if self.config.epochs < trained:
+            old_epochs = (state.get("train_config") or {}).get("epochs", trained)
+            differences.append(
+                f"epochs: {old_epochs!r} -> {self.config.epochs!r} ({trained} already trained)"
             )
+        if "precision" in state and state["precision"] != self.precision:
+            differences.append(f"precision: {state['precision']!r} -> {self.precision!r}")
+        model_named = {"model", "model_overrides", "pretrained", "new_head"}
+        if not any(d.split(":")[0] in model_named for d in differences):
+            differences += _dict_differences(
+                "model config", _plain(state["model_config"]), _plain(self.model.config.to_dict())
+            )
+        old_labels = list(state.get("labels") or [])
+        if "labels" in state and old_labels != self.labels:
+            what = "labels (order)" if sorted(old_labels) == sorted(self.labels) else "labels"
+            differences.append(f"{what}: {old_labels} -> {self.labels}")
         if state.get("split_hash", "") != self.split_hash:
-            raise ckpt.CheckpointError(
-                f"{source} belongs to patient split {state.get('split_hash')!r}, this run uses "
-                f"{self.split_hash!r}; resuming on another split would leak test patients"
+            differences.append(
+                f"patient split: {str(state.get('split_hash'))[:12]!r} -> "
+                f"{self.split_hash[:12]!r} (another split would leak test patients)"
             )
-        if list(state.get("labels", [])) != self.labels:
+        old_meta = _plain(state.get("metadata") or {})
+        new_meta = _plain(self.metadata)
+        for key in sorted(new_meta):
+            if key in _METADATA_MAY_CHANGE or key not in old_meta:
+                continue
+            old, new = old_meta[key], new_meta[key]
+            if isinstance(old, dict) and isinstance(new, dict):
+                differences += _dict_differences(key, old, new)
+            elif old != new:
+                differences.append(f"{key}: {old!r} -> {new!r}")
+        if "world_size" in state and int(state["world_size"]) != self.dist.world_size:
+            differences.append(f"world_size: {state['world_size']} -> {self.dist.world_size}")
+        return differences
+
+    def load_state_dict(self, state: dict[str, Any], source: str | os.PathLike[str]) -> None:
+        """Restore a checkpoint of this very run.
+
+        Raises:
+            CheckpointError: If this run differs from the checkpoint's in anything but
+                :data:`RESUME_MAY_CHANGE`; one line lists every difference (``old -> new``).
+        """
+        differences = self.resume_differences(state)
+        if differences:
             raise ckpt.CheckpointError(
-                f"{source} has labels {state.get('labels')}, this run has {self.labels}"
+                f"cannot resume {source}: this run differs from the checkpoint's in "
+                f"{'; '.join(differences)}. Only {', '.join(RESUME_MAY_CHANGE)} may change on "
+                "resume (more epochs, not fewer); run with the checkpoint's settings, or start "
+                "a new run in another out_dir (--out-dir)"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -393,8 +557,8 @@ class Trainer:
         if self.dist.is_main:
             ckpt.clean_temporary_files(self.out_dir)
         barrier()
-        path = self.last_path if str(resume) == "auto" else Path(resume)
-        if str(resume) == "auto" and not path.exists():
+        path = resume_path(self.out_dir, resume)
+        if path is None:
             logger.info("no checkpoint in %s: starting a new run", self.out_dir)
             return False
         # Loaded on the CPU: load_state_dict copies weights and optimizer state to the
@@ -469,9 +633,15 @@ class Trainer:
         channels = loader_channels(self.train_loader)
         augment_rng = epoch_generator(config.seed, self.epoch, self.dist.rank)
         augmenting = self.augment.enabled
-        for i, (_, (volumes, labels, _scans, _patients)) in enumerate(self.train_loader):
+        for i, (_, (volumes, labels, scans, patients)) in enumerate(self.train_loader):
             # When augmenting, the layout is set once, after the augmentation's own copy.
             x = prepare_batch(volumes, self.device, self.channels_last and not augmenting, channels)
+            # uint8 volumes are finite by construction; float ones are checked per sample.
+            bad_inputs = (
+                ~torch.isfinite(x).flatten(1).all(dim=1)
+                if volumes.dtype.is_floating_point
+                else None
+            )
             if augmenting:
                 x = self.augment(x, augment_rng)
                 if self.channels_last:
@@ -488,12 +658,7 @@ class Trainer:
                     logits = self.net(x)
                 loss = cross_entropy(logits, y)
                 loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise TrainingDivergedError(
-                        f"loss is {loss_value} at epoch {self.epoch + 1}, batch {i + 1}: the run "
-                        f"stops; {self.best_path} is unchanged. Try a lower learning rate "
-                        "(--lr) or precision fp32"
-                    )
+                self._check_finite(loss_value, bad_inputs, scans, patients, i, lr)
                 self.scaler.scale(loss / accum).backward()
             if last_micro:
                 self.scaler.step(self.optimizer)
@@ -531,6 +696,51 @@ class Trainer:
             val_auroc=val.get("auroc", float("nan")),
             seconds=seconds,
             samples_per_second=float(totals[2]) / max(seconds, 1e-9),
+        )
+
+    def _check_finite(
+        self,
+        loss_value: float,
+        bad_inputs: torch.Tensor | None,
+        scans: Sequence[str],
+        patients: Sequence[str],
+        batch: int,
+        lr: float,
+    ) -> None:
+        """Stop on a NaN or infinite input or loss on any rank, naming the batch's scans.
+
+        Under DDP the flags are summed over the ranks at every micro-batch, so all ranks see
+        a fault together and raise the same error; none is left waiting in the backward
+        pass's all-reduce for a rank that stopped.
+        """
+        input_bad = bad_inputs is not None and bool(bad_inputs.any())
+        flags = torch.tensor([float(input_bad), float(not math.isfinite(loss_value))])
+        if self.dist.enabled:
+            flags = all_reduce_sum(flags, self.device)
+        if not flags.any():
+            return
+        if input_bad and bad_inputs is not None:
+            mask = bad_inputs.cpu().tolist()
+            kept = [i for i, bad in enumerate(mask) if bad]
+            names = _scan_names([scans[i] for i in kept], [patients[i] for i in kept])
+        else:
+            names = _scan_names(scans, patients)
+        parts = gather_objects((input_bad, loss_value, names))
+        where = f"at epoch {self.epoch + 1}, batch {batch + 1} (step {self.step + 1})"
+        tail = f"the run stops and {self.best_path} is unchanged"
+        with_bad_input = [n for bad, _, local in parts if bad for n in local]
+        if with_bad_input:
+            raise TrainingDivergedError(
+                f"non-finite input {where}: scan(s) {_shorten(with_bad_input)} hold NaN or "
+                "infinite values; check the data (the slices, the volume cache, a transform); "
+                + tail
+            )
+        value = next(v for _, v, _ in parts if not math.isfinite(v))
+        batch_scans = [n for _, _, local in parts for n in local]
+        raise TrainingDivergedError(
+            f"loss is {value} {where} on a batch of scan(s) {_shorten(batch_scans)} whose "
+            f"input is finite: training diverged; lower the learning rate (--lr, now {lr:g}), "
+            "try precision fp32, or check those scans; " + tail
         )
 
     def _recompute_bn_statistics(self, n_batches: int) -> None:
@@ -633,6 +843,41 @@ class Trainer:
 
 
 _LOG_FIELDS = [f.name for f in dataclasses.fields(EpochResult)]
+
+
+def resume_path(out_dir: str | os.PathLike[str], resume: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint a ``resume`` argument names: ``"auto"`` is ``out_dir/last.pt`` if it
+    exists (else ``None``: a fresh start); anything else is a path, returned as given."""
+    if str(resume) == "auto":
+        last = Path(out_dir) / "last.pt"
+        return last if last.exists() else None
+    return Path(resume)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON has it (tuples as lists), so a checkpoint's copy compares equal."""
+    return json.loads(json.dumps(value))
+
+
+def _dict_differences(prefix: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``prefix.key: old -> new`` for every key whose value differs (missing: ``None``)."""
+    keys = sorted(set(old) | set(new))
+    return [
+        f"{prefix}.{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in keys
+        if old.get(key) != new.get(key)
+    ]
+
+
+def _scan_names(scans: Sequence[str], patients: Sequence[str]) -> list[str]:
+    """``patient/scan`` of each sample, each scan once, in batch order."""
+    return list(dict.fromkeys(f"{p}/{s}" for p, s in zip(patients, scans)))
+
+
+def _shorten(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_SCANS_SHOWN])
+    more = len(names) - _SCANS_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def volume_metrics(predictions: Predictions, num_classes: int) -> dict[str, float]:

@@ -3,10 +3,15 @@
 These glue the pieces together the way the CLI (and most users) need them: index a data
 set, split it by patient (saved next to the checkpoints), build volume data sets from the
 model's preprocessing spec, and report metrics at volume, scan and patient level.
+
+Data meet a model by class name, never by position: the same scans laid out as CC-CCII
+(classes ``NCP, CP, Normal``) or as a class tree (``CP, NCP, Normal``) are scored alike, and
+a class the model does not know is an error naming both sets (:func:`align_classes`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,7 +37,7 @@ from .metrics import ClassificationReport, classification_report
 from .metrics import require_matplotlib as _require_matplotlib
 from .resnet import ResNet3D
 from .runtime import resolve_runtime
-from .train import TrainConfig, Trainer, TrainResult
+from .train import TrainConfig, Trainer, TrainResult, resume_path
 from .volumes import SliceStacker
 
 logger = logging.getLogger(__name__)
@@ -41,20 +46,126 @@ LEVELS = ("volume", "scan", "patient")
 SPLIT_FILE = "split.json"
 
 
+def class_positions(
+    data_classes: Sequence[str], model_classes: Sequence[str], what: str = "the model"
+) -> list[int]:
+    """The model output of each data class, matched by name.
+
+    Args:
+        data_classes: The data set's class names, in its label order.
+        model_classes: The names of the model's outputs, in output order.
+        what: Names the model in the error message.
+
+    Returns:
+        ``positions[k]``: the output index of ``data_classes[k]``.
+
+    Raises:
+        ValueError: If a data class is not among the model's (one line, both sets).
+    """
+    model_list = [str(name) for name in model_classes]
+    unknown = [name for name in data_classes if name not in model_list]
+    if unknown:
+        raise ValueError(
+            f"the data's classes {list(data_classes)} include {unknown}, which {what} does "
+            f"not know: its classes are {model_list}; classes are matched by name, so rename "
+            "the class folders (or the CSV labels) to the model's, or train a model for them"
+        )
+    return [model_list.index(name) for name in data_classes]
+
+
+def align_classes(
+    index: ScanIndex, classes: Sequence[str], what: str = "the model", *, exact: bool = False
+) -> ScanIndex:
+    """``index`` relabelled so that its label indices are positions in ``classes``.
+
+    Its classes become ``classes`` (in that order); each scan keeps its class name. An
+    index already in that order is returned as it is.
+
+    Args:
+        index: The data set.
+        classes: The class names to index by (a model's outputs or a checkpoint's labels).
+        what: Names ``classes``' owner in the error message.
+        exact: Require the index's classes to be exactly ``classes`` as sets (resuming a
+            run); otherwise the classes its scans have must be among them (evaluation: a
+            data set may lack some of a model's classes).
+
+    Raises:
+        ValueError: If a class of the data set is not in ``classes`` (or, with ``exact``, the
+            sets differ); the message lists both.
+    """
+    classes = tuple(str(name) for name in classes)
+    if index.classes == classes:
+        return index
+    if exact and set(index.classes) != set(classes):
+        raise ValueError(
+            f"the data's classes {list(index.classes)} are not the classes of {what} "
+            f"{list(classes)}"
+        )
+    labelled = {r.label for r in index}
+    present = [name for name in index.classes if name in labelled]
+    positions = dict(zip(present, class_positions(present, classes, what)))
+    rows = [dataclasses.replace(r, label_index=positions[r.label]) for r in index]
+    if list(index.classes) != [c for c in classes if c in index.classes]:
+        logger.info(
+            "matched the data's classes %s to %s's %s by name",
+            list(index.classes),
+            what,
+            list(classes),
+        )
+    return ScanIndex(rows, classes, index.report, index.root)
+
+
 def load_or_make_split(
     index: ScanIndex,
     out_dir: str | os.PathLike[str],
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    *,
+    check_settings: bool = True,
 ) -> Split:
     """The run's patient split: read from ``out_dir/split.json`` if present, else made and saved.
 
     Reusing the saved split is what keeps a resumed run (and its evaluation) on the same
-    patients; a split file that no longer matches the data set is an error.
+    patients; a split file that no longer matches the data set is an error. The index is
+    matched to the saved split's classes by name (the same scans indexed in another class
+    order, e.g. as a class tree, get the same split); :attr:`Split.index` is that index.
+
+    Args:
+        index: The data set.
+        out_dir: The run folder.
+        fractions: Train, valid, test shares (for a new split).
+        seed: The split's seed (for a new split).
+        check_settings: Refuse a saved split made with other ``fractions`` or ``seed``
+            (else it would be used in their place, silently).
+
+    Raises:
+        ValueError: If the saved split has other classes, or (``check_settings``) other
+            settings; the message lists each difference.
+        DatasetLayoutError: If the saved split does not fit the data set.
     """
     path = Path(out_dir) / SPLIT_FILE
     if path.exists():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            saved = None  # Split.from_json says what is wrong with it
+        if isinstance(saved, dict) and isinstance(saved.get("classes"), list):
+            index = align_classes(index, saved["classes"], f"the split {path}", exact=True)
         split = Split.from_json(path, index)
+        if check_settings:
+            differences = []
+            if split.seed is not None and split.seed != seed:
+                differences.append(f"split_seed: {split.seed} -> {seed}")
+            if split.fractions != tuple(float(f) for f in fractions):
+                differences.append(
+                    f"fractions: {list(split.fractions)} -> {[float(f) for f in fractions]}"
+                )
+            if differences:
+                raise ValueError(
+                    f"{path} was made with other settings than this run asks for: "
+                    f"{'; '.join(differences)}; pass the saved settings, or use another "
+                    "out_dir for a new split"
+                )
         logger.info("using the saved patient split %s", path)
         return split
     split = split_by_patient(index, fractions=fractions, seed=seed)
@@ -92,7 +203,21 @@ def fit_from_folder(
         The :class:`~resnet3d.train.TrainResult`.
     """
     index = ScanIndex.from_path(data, layout)
-    split = load_or_make_split(index, config.out_dir, fractions, split_seed)
+    checkpoint = resume_path(config.out_dir, resume) if resume is not None else None
+    previous = ckpt.load_checkpoint(checkpoint) if checkpoint is not None else None
+    if previous is not None and previous.get("labels"):
+        # Resume in the checkpoint's class order, whatever order this layout lists them in.
+        try:
+            index = align_classes(index, previous["labels"], f"{checkpoint}", exact=True)
+        except ValueError as error:
+            raise ckpt.CheckpointError(f"cannot resume {checkpoint}: {error}") from None
+    # When resuming, the split settings are compared with the checkpoint's (with all the
+    # other settings, in one error) rather than with the split file's.
+    recorded = previous is not None and "split" in (previous.get("metadata") or {})
+    split = load_or_make_split(
+        index, config.out_dir, fractions, split_seed, check_settings=not recorded
+    )
+    index = split.index
     logger.info("split: %s", split.summary())
     train_set = VolumeDataset(split.train, stacker, cache=cache)
     valid_set = VolumeDataset(split.valid, stacker, cache=cache)
@@ -101,7 +226,9 @@ def fit_from_folder(
         "labels": list(index.classes),
         "data": os.fspath(data),
         "split_file": SPLIT_FILE,
+        "split": {"seed": split_seed, "fractions": [float(f) for f in fractions]},
     }
+    del previous  # the trainer reads the checkpoint again, onto its parameters
     trainer = Trainer(
         config,
         train_set,
@@ -162,10 +289,62 @@ def stacker_for(model: ResNet3D, **overrides: Any) -> SliceStacker:
 
 def model_labels(model: ResNet3D) -> list[str]:
     """Class names of a model's outputs (``"0"``, ``"1"``... when it carries none)."""
-    labels = list((model.pretrained_cfg or {}).get("labels") or [])
-    if len(labels) != model.num_classes:
-        labels = [str(i) for i in range(model.num_classes)]
-    return labels
+    return model_class_names(model) or [str(i) for i in range(model.num_classes)]
+
+
+def model_class_names(model: ResNet3D) -> list[str] | None:
+    """The class names a model carries (``pretrained_cfg["labels"]``), or ``None``."""
+    labels = [str(x) for x in (model.pretrained_cfg or {}).get("labels") or []]
+    return labels if labels and len(labels) == model.num_classes else None
+
+
+def dataset_classes(dataset: Any) -> list[str] | None:
+    """Class names of a data set's labels: its ``index.classes`` or ``classes``, if any."""
+    classes = getattr(getattr(dataset, "index", None), "classes", None)
+    if classes is None:
+        classes = getattr(dataset, "classes", None)
+    if classes is None or isinstance(classes, str):
+        return None
+    return [str(name) for name in classes]
+
+
+def align_to_model(
+    index: ScanIndex, model: ResNet3D, labels: Sequence[str] | None = None
+) -> ScanIndex:
+    """``index`` relabelled in the order of the model's outputs, by class name.
+
+    Args:
+        index: The data set.
+        model: The model; its ``pretrained_cfg["labels"]`` name its outputs.
+        labels: Names of the outputs, overriding the model's.
+
+    Returns:
+        The index with the model's classes; a data set may lack some of them. A model that
+        names no classes takes the data's classes by position (logged as a warning) when
+        the counts agree.
+
+    Raises:
+        ValueError: If a class of the data is unknown to the model (both sets are listed),
+            or a model without class names has another number of outputs.
+    """
+    names = list(labels) if labels is not None else model_class_names(model)
+    if names is None:
+        _by_position(index.classes, model)
+        return index
+    return align_classes(index, names)
+
+
+def _by_position(classes: Sequence[str], model: ResNet3D) -> None:
+    """Accept (with a warning) a model without class names for data with ``classes``."""
+    if len(classes) != model.num_classes:
+        raise ValueError(
+            f"the model names no classes and has {model.num_classes} outputs; the data has "
+            f"{len(classes)} classes {list(classes)}: pass labels= naming the model's outputs"
+        )
+    logger.warning(
+        "the model names no classes: the data's classes %s are taken as its outputs in that order",
+        list(classes),
+    )
 
 
 @dataclass
@@ -207,10 +386,19 @@ def evaluate_model(
 ) -> Evaluation:
     """Evaluate at volume, scan (mean of its volumes) and patient (mean of its volumes) level.
 
+    The data set's classes are matched to the model's outputs by name (a data set indexed
+    as CC-CCII or as a class tree scores the same). A data set may lack some of the model's
+    classes: the reports still have a row per model class, where an absent class has support
+    0, recall 0 and no AUROC (``null`` in JSON), so macro averages that include it (macro
+    AUROC: undefined) are not comparable with those of a data set that has every class; the
+    weighted averages leave it out.
+
     Args:
-        model: The model (its outputs must match ``labels``).
-        dataset: Volumes with labels, e.g. ``VolumeDataset(split.test, stacker)``.
-        labels: Class names; default the model's.
+        model: The model.
+        dataset: Volumes with labels, e.g. ``VolumeDataset(split.test, stacker)``; its class
+            names are ``dataset.index.classes`` (or ``dataset.classes``). A data set without
+            class names is taken in the model's output order.
+        labels: Names of the model's outputs, in order; default the model's.
         out_dir: If given, writes ``evaluation.json`` and, with ``plots``, confusion-matrix
             and ROC PNGs per level (matplotlib).
         plots: Write the PNGs.
@@ -228,13 +416,16 @@ def evaluate_model(
         The :class:`Evaluation`.
 
     Raises:
-        ValueError: If the data set is empty or ``precision`` is not allowed.
+        ValueError: If the data set is empty, has a class the model does not know (the
+            message lists both sets) or ``precision`` is not allowed.
         ImportError: If plots are asked for and matplotlib is missing (raised before the
             model runs).
     """
-    labels = list(labels) if labels is not None else model_labels(model)
+    named = list(labels) if labels is not None else model_class_names(model)
+    labels = named if named is not None else model_labels(model)
     if len(dataset) == 0:
         raise ValueError("the evaluation set has no volumes")
+    positions = _label_positions(dataset, model, named)
     if plots and out_dir is not None:
         _require_matplotlib()  # fail before the predictions, not after them
     # The layout predict_scans and training use ("auto"): what resnet3d evaluate prints.
@@ -258,6 +449,8 @@ def evaluate_model(
         precision=runtime.precision,
         channels_last=runtime.channels_last,
     )
+    if positions is not None:
+        predictions = _relabel(predictions, positions)
     y = predictions.labels
     scans = [f"{p}/{s}" for p, s in zip(predictions.patient_ids, predictions.scan_ids)]
     common: dict[str, Any] = {"labels": labels, "ci": ci, "zero_division": 0.0}
@@ -293,6 +486,44 @@ def evaluate_model(
                 )
                 evaluation.files.append(report.plot_roc(out / f"roc_{level}.png"))
     return evaluation
+
+
+def _label_positions(dataset: Any, model: ResNet3D, names: list[str] | None) -> np.ndarray | None:
+    """Model output of each of the data set's label indices, or ``None`` to keep them."""
+    classes = dataset_classes(dataset)
+    if classes is None:
+        return None
+    index = getattr(dataset, "index", None)
+    present = (
+        [c for c in classes if c in {r.label for r in index}]
+        if isinstance(index, ScanIndex)
+        else classes
+    )
+    if names is None:
+        _by_position(classes, model)
+        return None
+    matched = dict(zip(present, class_positions(present, names)))
+    absent = [n for n in names if n not in present]
+    if absent:
+        logger.info(
+            "the data set has no scans of %s: they are reported with support 0 (no AUROC)",
+            absent,
+        )
+    if [matched.get(c, k) for k, c in enumerate(classes)] == list(range(len(classes))):
+        return None
+    return np.array([matched.get(c, -1) for c in classes], dtype=np.int64)
+
+
+def _relabel(predictions: Predictions, positions: np.ndarray) -> Predictions:
+    """Predictions with the data set's label indices turned into the model's."""
+    y = predictions.labels
+    known = y >= 0
+    mapped = np.where(known, positions[np.where(known, y, 0)], -1)
+    loss = predictions.loss
+    if loss is not None and known.any():
+        picked = predictions.probs[known, mapped[known]]
+        loss = float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
+    return dataclasses.replace(predictions, labels=mapped, loss=loss)
 
 
 @dataclass

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a model on a data set split: volume, scan and patient level",
         description="Evaluate a checkpoint or pretrained model. With --checkpoint the run's "
         "patient split (split.json next to it) selects --split; with --pretrained, "
-        "--split-file gives a split or the whole data set is used. Writes evaluation.json "
+        "--split-file gives a split or the whole data set is used. The data's classes are "
+        "matched to the model's by name (any --layout scores the same; a class the model "
+        "does not know is an error). Writes evaluation.json "
         "and confusion-matrix and ROC plots (PNG) per level to --out.",
     )
     add_model_source(parser)
@@ -63,13 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import ScanIndex, Split, VolumeDataset
-    from ..workflows import evaluate_model, stacker_for
+    from ..workflows import align_to_model, evaluate_model, model_class_names, stacker_for
 
     if not args.no_plots:
         require_plots()
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
     index = ScanIndex.from_path(args.data, args.layout)
+    if model_class_names(model) is not None:
+        # By class name: any layout's class order gives the model's (and its split's).
+        index = align_to_model(index, model)
     split_file = args.split_file
     if split_file is None and args.checkpoint is not None:
         split_file = args.checkpoint.parent / "split.json"

@@ -42,7 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="NAME",
         help="start from pretrained weights (alias, Hub repo or export folder); the head is "
-        "re-initialised when the class count differs",
+        "re-initialised when the class count differs, reordered when it names the data's "
+        "classes in another order, and an error when it names other classes (see --new-head)",
+    )
+    parser.add_argument(
+        "--new-head",
+        action="store_true",
+        help="with --pretrained: re-initialise the classifier for the data's classes even "
+        "when the pretrained head has as many outputs",
     )
     add_stacker_args(parser)
     group = parser.add_argument_group("recipe")
@@ -108,7 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume",
         default=None,
         metavar="auto|PATH",
-        help="continue a run: 'auto' (OUT/last.pt) or a checkpoint path",
+        help="continue a run: 'auto' (OUT/last.pt) or a checkpoint path; every setting "
+        "must be the run's except --epochs (more), --patience, --device, --workers, "
+        "--channels-last, --compile, --no-progress and --out-dir's spelling",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -146,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         precise_bn=args.precise_bn,
         augment=args.augment,
+        new_head=args.new_head,
     )
     stacker = SliceStacker(**stacker_kwargs(args))
     announce_runtime(args.device, args.precision, args.channels_last)
