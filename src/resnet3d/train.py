@@ -1,6 +1,7 @@
 """The training loop: the paper's recipe by default, AMP, DDP (torchrun), exact resume.
 
-Defaults follow PAPER.md: cross-entropy, Adam at 1e-3, learning rate x0.1 every 10 epochs,
+Defaults follow the reference paper (Li, Pei and Guo, medRxiv 10.1101/2021.01.21.21249999,
+2021): cross-entropy, Adam at 1e-3, learning rate x0.1 every 10 epochs,
 20 epochs, batch 32. The loop is data-agnostic: it trains on any data set whose items are
 ``(volume C x D x H x W, label, scan_id, patient_id)``; :func:`resnet3d.workflows.fit_from_folder`
 builds those from a CC-CCII-style folder.
