@@ -136,6 +136,7 @@ def test_unknown_class_names_in_cli_evaluate_are_one_line_exit_2(
     assert not (tmp_path / "e" / "evaluation.json").exists()
 
 
+@pytest.mark.filterwarnings("ignore::resnet3d.metrics.UndefinedMetricWarning")
 def test_data_with_some_of_the_model_classes_reports_every_model_class(
     layouts: tuple[Path, Path], model: ResNet3D
 ) -> None:
