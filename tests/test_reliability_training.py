@@ -101,6 +101,27 @@ def test_huge_lr_in_cli_train_is_one_line_exit_2(
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_empty_validation_split_warns_and_best_names_the_train_loss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # 2 patients per class: 0.7/0.15/0.15 gives the validation split none.
+    data = phantom.write_dataset(
+        tmp_path / "data", patients=6, size=32, slices=8, scans_per_patient=1, masks=False
+    )
+    argv = [
+        "train",
+        *("--data", str(data), "--out-dir", str(tmp_path / "run"), "--model", "resnet10"),
+        *("--size", "16", "--epochs", "1", "--batch-size", "2", "--precision", "fp32"),
+        *("--workers", "0", "--no-progress"),
+    ]
+    assert main(argv) == 0
+    assert "the validation split has no patients" in caplog.text
+    out = capsys.readouterr().out
+    best = next(line for line in out.splitlines() if line.strip().startswith("best:"))
+    # It used to say "val accuracy -1.47": the negated training loss under a validation name.
+    assert "no validation set: lowest train loss" in best and "val accuracy" not in best
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import sys

@@ -221,6 +221,15 @@ def fit_from_folder(
     logger.info("split: %s", split.summary())
     train_set = VolumeDataset(split.train, stacker, cache=cache)
     valid_set = VolumeDataset(split.valid, stacker, cache=cache)
+    if len(valid_set) == 0:
+        # Not an error: a smoke test on a handful of patients is a fair use. But best.pt then
+        # means "lowest training loss", which the user must know.
+        logger.warning(
+            "the validation split has no patients (fractions %s; the split is logged above): "
+            "best.pt will follow the training loss, not a validation metric; give more "
+            "patients or a larger validation fraction",
+            ",".join(f"{f:g}" for f in fractions),
+        )
     metadata = {
         "preprocessing": stacker.to_dict(),
         "labels": list(index.classes),

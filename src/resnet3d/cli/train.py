@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ._common import (
@@ -180,6 +181,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained {args.model} for {last.epoch} epochs in {out_dir}")
         print(f"  last: {result.last_checkpoint}")
         if result.best_checkpoint is not None:
-            print(f"  best: {result.best_checkpoint} (val {args.monitor} {result.best_metric:.4f})")
+            if math.isnan(last.val_loss):  # no validation volumes: best follows the train loss
+                how = f"no validation set: lowest train loss {-result.best_metric:.4f}"
+            else:
+                how = f"val {args.monitor} {result.best_metric:.4f}"
+            print(f"  best: {result.best_checkpoint} ({how})")
         print(f"  log:  {out_dir / 'log.csv'}   split: {out_dir / 'split.json'}")
     return 0
