@@ -257,7 +257,7 @@ def _file_digest(path: str) -> str:
 
 
 def _probe_scan(path: Path, check_duplicates: bool) -> _ScanProbe:
-    """List one scan (sniffing every slice) and look for byte-identical repeated slices."""
+    """List and validate one scan (every slice's header) and look for repeated slices."""
     try:
         files = scan_files(path)
     except Resnet3DError as error:
@@ -315,7 +315,7 @@ def _probe_all(
     paths: Sequence[Path], check_duplicates: bool, threads: int | None
 ) -> list[_ScanProbe]:
     workers = default_threads() if threads is None else max(1, threads)
-    # Listing and sniffing is file-system bound: threads overlap the waits.
+    # Listing and reading headers is mostly file-system bound: threads overlap the waits.
     if workers <= 1 or len(paths) <= 1:
         return [_probe_scan(p, check_duplicates) for p in paths]
     with ThreadPoolExecutor(max_workers=min(workers, len(paths))) as pool:
@@ -1289,6 +1289,12 @@ class VolumeDataset(Dataset):
     8-bit data as uint8): the library's trainer and evaluation move batches that way and
     restore the full volumes on the device.
 
+    Without a cache, the first item of a scan validates the whole scan from its headers
+    (:func:`resnet3d.readers.validate_scan`: one size, one bit depth, one frame per file,
+    each slice number once, within the size limits), once per process, so a scan the cache
+    build refuses is refused here with the same error, even when the item's own slices are
+    fine.
+
     Args:
         index: A :class:`ScanIndex`, or a :class:`Split` together with ``split``.
         stacker: How scans become volumes (depth, size, channels, window, ...).
@@ -1395,6 +1401,8 @@ class VolumeDataset(Dataset):
         return [files.slices[i] if i >= 0 else None for i in indices]
 
     def _scan_files(self, position: int, row: ScanRecord) -> ScanFiles:
+        # scan_files validates the scan from its headers (the rules the cache build applies);
+        # keeping its result validates each scan once per process, not once per item.
         files = self._files.get(position)
         if files is None:
             files = scan_files(row.path)

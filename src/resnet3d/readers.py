@@ -6,8 +6,11 @@ NIfTI volume. This module knows how to
 * list a folder's slices: junk is skipped by name, every remaining file is recognised by its
   content (so a JPEG named ``.png`` still reads), image slices are put in natural order of
   their file names and DICOM slices in order of position along the slice normal;
-* decode one slice to a numpy array without losing bit depth, rejecting decompression bombs
-  before any pixel is decoded.
+* validate a scan from its headers alone (:func:`validate_scan`): every slice one size, one
+  bit depth and one frame, each slice number once, no dangling links;
+* refuse images and volumes that declare more than the size limits (:func:`check_scan_size`,
+  :func:`size_limits`) from their headers, before any pixel is read or allocated;
+* decode one slice to a numpy array without losing bit depth.
 
 Intensity mapping, resizing and stacking live in :mod:`resnet3d.volumes`. pydicom and nibabel
 are optional and imported on first use.
@@ -15,13 +18,15 @@ are optional and imported on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,8 +45,14 @@ from .errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_VOXELS",
+    "MAX_BYTES_ENV",
+    "MAX_VOXELS_ENV",
     "ScanFiles",
+    "ScanHeader",
+    "check_scan_size",
     "is_junk_name",
     "list_slices",
     "natural_key",
@@ -52,7 +63,9 @@ __all__ = [
     "read_nifti",
     "read_slice",
     "scan_files",
+    "size_limits",
     "sniff",
+    "validate_scan",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,6 +73,17 @@ logger = logging.getLogger(__name__)
 #: Largest slice accepted, in pixels (width x height x frames). 8192 x 8192 is far above any CT
 #: slice; a file that declares more is treated as a decompression bomb and never decoded.
 DEFAULT_MAX_PIXELS = 8192 * 8192
+
+#: Largest scan accepted, in voxels (slices x rows x columns, as its headers declare):
+#: 512 x 512 x 4096, far above a CT scan. Override per call (``max_voxels=``) or with the
+#: ``RESNET3D_MAX_VOXELS`` environment variable.
+DEFAULT_MAX_VOXELS = 512 * 512 * 4096
+#: Largest scan accepted, in bytes at its stored sample size (voxels x bytes per voxel):
+#: 4 GiB. Override per call (``max_bytes=``) or with ``RESNET3D_MAX_BYTES``.
+DEFAULT_MAX_BYTES = 4 * 1024**3
+#: Environment variables that set the scan limits when no argument does.
+MAX_VOXELS_ENV = "RESNET3D_MAX_VOXELS"
+MAX_BYTES_ENV = "RESNET3D_MAX_BYTES"
 
 SliceKind = Literal["image", "dicom"]
 ScanKind = Literal["image", "dicom", "nifti"]
@@ -188,6 +212,131 @@ def _describe_unknown(path: str | os.PathLike[str]) -> str:
     return f"is not a {_FORMATS_TEXT} file ({size} bytes, starts with {head!r})"
 
 
+# ----------------------------------------------------------------------------------------
+# Size limits: checked from headers, before any pixel is read or allocated
+
+
+def _limit_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1, e.g. {name}={default}")
+    return value
+
+
+def size_limits(max_voxels: int | None = None, max_bytes: int | None = None) -> tuple[int, int]:
+    """The scan size limits in force: the arguments, else the environment, else the defaults.
+
+    Args:
+        max_voxels: Largest scan in voxels; ``None`` reads ``RESNET3D_MAX_VOXELS``, or uses
+            :data:`DEFAULT_MAX_VOXELS` when it is not set.
+        max_bytes: Largest scan in bytes as stored; ``None`` reads ``RESNET3D_MAX_BYTES``, or
+            uses :data:`DEFAULT_MAX_BYTES`.
+
+    Returns:
+        ``(max_voxels, max_bytes)``.
+
+    Raises:
+        ValueError: If a limit (argument or environment variable) is not an int >= 1.
+    """
+    resolved = []
+    for name, value, env, default in (
+        ("max_voxels", max_voxels, MAX_VOXELS_ENV, DEFAULT_MAX_VOXELS),
+        ("max_bytes", max_bytes, MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
+    ):
+        if value is None:
+            resolved.append(_limit_from_env(env, default))
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            resolved.append(value)
+        else:
+            raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+    return resolved[0], resolved[1]
+
+
+def _gigabytes(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 10**8 else f"{n:,} bytes"
+
+
+def _refuse_pixels(
+    path: str | os.PathLike[str], width: int, height: int, max_pixels: int, frames: int = 1
+) -> None:
+    """Raise :class:`ImageTooLargeError` if one slice declares more than ``max_pixels``."""
+    pixels = width * height * frames
+    if pixels <= max_pixels:
+        return
+    per_frame = f" x {frames} frames" if frames > 1 else ""
+    raise ImageTooLargeError(
+        f"{os.fspath(path)}: declares {width}x{height} pixels{per_frame} = {pixels:,}, more "
+        f"than the limit of {max_pixels:,} pixels (max_pixels); rejected before decoding "
+        "(a decompression bomb?)",
+        path=path,
+    )
+
+
+def _refuse_size(
+    path: str | os.PathLike[str],
+    what: str,
+    voxels: int,
+    nbytes: int,
+    max_voxels: int | None,
+    max_bytes: int | None,
+) -> None:
+    """Raise :class:`ImageTooLargeError` if a declared size is above the limits in force."""
+    limit_voxels, limit_bytes = size_limits(max_voxels, max_bytes)
+    if voxels > limit_voxels:
+        limit, knob, env = f"{limit_voxels:,} voxels", "max_voxels", MAX_VOXELS_ENV
+    elif nbytes > limit_bytes:
+        limit, knob, env = _gigabytes(limit_bytes), "max_bytes", MAX_BYTES_ENV
+    else:
+        return
+    raise ImageTooLargeError(
+        f"{os.fspath(path)}: declares {what} ({voxels:,} voxels, {_gigabytes(nbytes)}), more "
+        f"than the limit of {limit}; refused before reading any data (raise the limit with "
+        f"{knob}= or the {env} environment variable)",
+        path=path,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Scans: listing and validation
+
+
+@dataclass(frozen=True)
+class ScanHeader:
+    """What a scan's headers declare, read without touching pixel data.
+
+    Attributes:
+        shape: ``(S, H, W)``: slices, rows and columns of every slice (for NIfTI, of the
+            axial slices).
+        itemsize: Bytes per voxel as stored (all samples; 3 for 8-bit RGB).
+        domain: How values are mapped to ``[0, 1]``: ``"u8"`` (8-bit images, passed
+            through), ``"int"`` (16- or 32-bit integer images, windowed or ``x / 65535``),
+            ``"float"`` (float images, clipped) or ``"hu"`` (DICOM and NIfTI values).
+        text: The declaration in words, for messages (``"a NIfTI volume of 512 x 512 x 300
+            int16"``).
+    """
+
+    shape: tuple[int, int, int]
+    itemsize: int
+    domain: str
+    text: str
+
+    @property
+    def voxels(self) -> int:
+        """``S x H x W``."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes as stored: ``voxels x itemsize``."""
+        return self.voxels * self.itemsize
+
+
 @dataclass(frozen=True)
 class ScanFiles:
     """The files of one scan, in slice order.
@@ -197,32 +346,89 @@ class ScanFiles:
         kind: ``"image"`` (Pillow formats), ``"dicom"`` or ``"nifti"``.
         slices: The slice files in order; empty for a NIfTI volume.
         n_slices: Number of slices (for NIfTI, the number of axial slices).
+        header: What the headers declare, once :func:`validate_scan` has checked them
+            (:func:`scan_files` always does); ``None`` for a record built by hand or a scan
+            without slices. Not compared.
     """
 
     path: Path
     kind: ScanKind
     slices: tuple[Path, ...]
     n_slices: int
+    header: ScanHeader | None = field(default=None, compare=False)
+
+
+def _dangling(entry: os.DirEntry[str]) -> bool:
+    """A symbolic link that would be a slice (or NIfTI) by its name but leads to no file."""
+    if not entry.is_symlink() or entry.is_file() or entry.is_dir():
+        return False
+    return not is_junk_name(entry.name) or (
+        _is_nifti_name(entry.name) and not entry.name.startswith(".")
+    )
+
+
+def _list_files(root: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(root) as listing:
+            entries = list(listing)
+    except OSError as error:
+        raise DatasetLayoutError(f"{os.fspath(root)}: cannot list: {error}", path=root) from error
+    for entry in entries:
+        if _dangling(entry):
+            try:
+                target = os.readlink(entry.path)
+            except OSError:  # pragma: no cover - raced with deletion
+                target = "?"
+            raise CorruptSliceError(
+                f"{entry.path}: slice is a symbolic link to {target!r}, which is not a file "
+                "(a dangling link); restore the file or remove the link",
+                path=entry.path,
+            )
+    return [e for e in entries if e.is_file()]
+
+
+def _classify(paths: Sequence[Path], root: Path) -> tuple[SliceKind, list[Path]]:
+    """Sniff every candidate; the scan's kind and its files (one kind per scan)."""
+    kinds: dict[SliceKind, list[Path]] = {"image": [], "dicom": []}
+    for path in paths:
+        kind = sniff(path)
+        if kind is None:
+            raise CorruptSliceError(f"{os.fspath(path)}: {_describe_unknown(path)}", path=path)
+        kinds[kind].append(path)
+    if kinds["image"] and kinds["dicom"]:
+        raise InconsistentScanError(
+            f"{os.fspath(root)}: mixes {len(kinds['dicom'])} DICOM and "
+            f"{len(kinds['image'])} image slices (e.g. {kinds['dicom'][0].name!r} and "
+            f"{kinds['image'][0].name!r}); keep one kind per scan folder",
+            path=root,
+        )
+    return ("dicom", kinds["dicom"]) if kinds["dicom"] else ("image", kinds["image"])
 
 
 def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
-    """Find and order the slices of one scan.
+    """Find, order and validate the slices of one scan, reading headers only.
 
     ``path`` is a folder of slice files or a NIfTI file (``.nii``/``.nii.gz``). A folder that
-    holds nothing but one NIfTI file is read as that volume.
+    holds nothing but one NIfTI file is read as that volume. The result has passed
+    :func:`validate_scan`, so every path that lists a scan (indexing, reading, the cache
+    build, data sets) applies the same rules.
 
     Args:
         path: The scan.
 
     Returns:
-        The scan's files in slice order (see :func:`list_slices` for the rules). A folder
-        without slices gives ``n_slices == 0``; callers decide whether that is an error.
+        The scan's files in slice order (see :func:`list_slices` for the rules) with their
+        :class:`ScanHeader`. A folder without slices gives ``n_slices == 0``; callers decide
+        whether that is an error.
 
     Raises:
         DatasetNotFoundError: If ``path`` does not exist.
-        CorruptSliceError: If a file that should be a slice is empty or not an image.
-        InconsistentScanError: If the folder mixes DICOM and image slices, or DICOM series or
-            orientations.
+        CorruptSliceError: If a file that should be a slice is empty, not an image, or a
+            dangling symbolic link, or a header cannot be read.
+        ImageTooLargeError: If Pillow itself refuses a slice's declared size.
+        InconsistentScanError: If the folder mixes DICOM and image slices, DICOM series or
+            orientations, slice sizes or bit depths, or holds one slice number twice.
+        UnsupportedFormatError: For a multi-page, animated or multi-frame slice file.
         DatasetLayoutError: If ``path`` is a file that is not a NIfTI volume.
         MissingDependencyError: If pydicom or nibabel is needed and not installed.
     """
@@ -231,16 +437,13 @@ def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
         raise DatasetNotFoundError(f"scan {os.fspath(root)!r} does not exist", path=root)
     if root.is_file():
         if _is_nifti_name(root.name):
-            return ScanFiles(root, "nifti", (), _nifti_length(root))
+            return _nifti_scan(root)
         raise DatasetLayoutError(
             f"{os.fspath(root)}: a scan is a folder of slices or a NIfTI file (.nii, .nii.gz), "
             "got another file",
             path=root,
         )
-    try:
-        entries = [e for e in os.scandir(root) if e.is_file()]
-    except OSError as error:
-        raise DatasetLayoutError(f"{os.fspath(root)}: cannot list: {error}", path=root) from error
+    entries = _list_files(root)
     niftis = [e for e in entries if _is_nifti_name(e.name) and not e.name.startswith(".")]
     candidates = [e for e in entries if not is_junk_name(e.name)]
     if niftis and not candidates:
@@ -251,28 +454,90 @@ def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
                 "one scan is one volume",
                 path=root,
             )
-        nifti = Path(niftis[0].path)
-        return ScanFiles(nifti, "nifti", (), _nifti_length(nifti))
-    kinds: dict[SliceKind, list[Path]] = {"image": [], "dicom": []}
-    for entry in candidates:
-        kind = sniff(entry.path)
-        if kind is None:
-            raise CorruptSliceError(
-                f"{entry.path}: {_describe_unknown(entry.path)}", path=entry.path
-            )
-        kinds[kind].append(Path(entry.path))
-    if kinds["image"] and kinds["dicom"]:
-        raise InconsistentScanError(
-            f"{os.fspath(root)}: mixes {len(kinds['dicom'])} DICOM and "
-            f"{len(kinds['image'])} image slices (e.g. {kinds['dicom'][0].name!r} and "
-            f"{kinds['image'][0].name!r}); keep one kind per scan folder",
-            path=root,
-        )
-    if kinds["dicom"]:
-        ordered = order_dicom(kinds["dicom"])
-        return ScanFiles(root, "dicom", tuple(ordered), len(ordered))
-    images = sorted(kinds["image"], key=lambda p: natural_key(p.name))
-    return ScanFiles(root, "image", tuple(images), len(images))
+        return _nifti_scan(Path(niftis[0].path))
+    kind, paths = _classify([Path(e.path) for e in candidates], root)
+    if not paths:
+        return ScanFiles(root, "image", (), 0)
+    by_name = sorted(paths, key=lambda p: natural_key(p.name))
+    if kind == "dicom":
+        # Validated in name order (messages do not depend on the listing), then ordered.
+        headers = _dicom_headers(by_name)
+        header = _dicom_scan_header(headers)
+        ordered = tuple(p for p, _ in _order_dicom_headers(headers))
+        return ScanFiles(root, "dicom", ordered, len(ordered), header)
+    _refuse_repeated_numbers(root, by_name)
+    return ScanFiles(root, "image", tuple(by_name), len(by_name), _image_scan_header(by_name))
+
+
+def validate_scan(files: ScanFiles) -> ScanFiles:
+    """Check a scan from its headers alone: the one set of rules every read path applies.
+
+    No pixel data is read. The rules:
+
+    * every slice has one size (``InconsistentScanError`` naming the odd slice and the
+      first), whether or not slices are resized later;
+    * every image slice has one bit depth class: 8-bit (gray or colour, passed through),
+      16/32-bit integer (windowed, or ``x / 65535``) or float (clipped). 16-bit PNG and
+      32-bit TIFF slices are scaled identically and may be mixed; 8-bit with deeper slices
+      may not (``InconsistentScanError`` naming both files);
+    * one slice per file: multi-page TIFF, animated PNG/WebP and multi-frame DICOM files are
+      refused (``UnsupportedFormatError``) instead of keeping their first frame;
+    * DICOM slices are single-sample (gray); a NIfTI volume is 3D (or 4D with one frame)
+      with integer or float voxels.
+
+    :func:`scan_files` applies it while listing, so its result is already validated; call
+    this on a :class:`ScanFiles` built by hand. Listing adds the rules that come from file
+    names: a slice number given twice (``01.png`` beside ``1.png``, ``1.jpg`` or ``1.PNG``)
+    and dangling symbolic links are errors naming the files. The size limits are separate
+    (:func:`check_scan_size`), because they depend on the reader's settings.
+
+    Args:
+        files: The scan's files in slice order.
+
+    Returns:
+        ``files`` with its :class:`ScanHeader` (unchanged for a scan without slices).
+
+    Raises:
+        CorruptSliceError: If a header cannot be read.
+        InconsistentScanError, UnsupportedFormatError: As listed above.
+        MissingDependencyError: If pydicom or nibabel is needed and not installed.
+    """
+    if files.kind == "nifti":
+        return dataclasses.replace(files, header=_nifti_header(files.path)[1])
+    if not files.slices:
+        return files
+    if files.kind == "dicom":
+        header = _dicom_scan_header(_dicom_headers(files.slices))
+    else:
+        header = _image_scan_header(files.slices)
+    return dataclasses.replace(files, header=header)
+
+
+def check_scan_size(
+    files: ScanFiles,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_voxels: int | None = None,
+    max_bytes: int | None = None,
+) -> None:
+    """Refuse a scan whose headers declare more than the size limits; reads nothing.
+
+    Args:
+        files: A validated scan (:func:`scan_files` output).
+        max_pixels: Largest slice, in pixels.
+        max_voxels: Largest scan, in voxels (see :func:`size_limits`).
+        max_bytes: Largest scan, in bytes as stored (see :func:`size_limits`).
+
+    Raises:
+        ImageTooLargeError: Naming the file, the declared size and the limit.
+        ValueError: If ``files`` has not been validated, or a limit is invalid.
+    """
+    header = files.header
+    if header is None:
+        raise ValueError(f"{files.path}: check_scan_size needs a validated scan (validate_scan)")
+    _, height, width = header.shape
+    _refuse_pixels(files.slices[0] if files.slices else files.path, width, height, max_pixels)
+    _refuse_size(files.path, header.text, header.voxels, header.nbytes, max_voxels, max_bytes)
 
 
 def list_slices(scan_dir: str | os.PathLike[str]) -> list[Path]:
@@ -281,13 +546,16 @@ def list_slices(scan_dir: str | os.PathLike[str]) -> list[Path]:
     * Junk is skipped by name: dotfiles, ``._*``, ``__MACOSX``, ``Thumbs.db``, ``DICOMDIR``
       and files with a non-image extension (see :func:`is_junk_name`); subfolders are ignored.
     * Every other file is recognised by content, not extension, so PNG and JPEG slices can be
-      mixed; a file that is empty or not an image raises :class:`CorruptSliceError`.
+      mixed; a file that is empty or not an image raises :class:`CorruptSliceError`, and so
+      does a symbolic link that leads to no file.
     * Image slices are in natural order of file name (``2.png`` before ``10.png``, with or
-      without zero padding), whatever order the file system lists them in.
+      without zero padding), whatever order the file system lists them in; two names for one
+      slice number (``01.png`` and ``1.png``) raise :class:`InconsistentScanError`.
     * DICOM slices are in order of position along the slice normal
       (``ImagePositionPatient`` projected on the cross product of the two
       ``ImageOrientationPatient`` directions, ascending), falling back to ``InstanceNumber``;
       never by file name.
+    * The scan is validated from its headers (:func:`validate_scan`).
 
     Args:
         scan_dir: The scan folder.
@@ -298,14 +566,141 @@ def list_slices(scan_dir: str | os.PathLike[str]) -> list[Path]:
 
     Raises:
         DatasetNotFoundError: If ``scan_dir`` does not exist.
-        CorruptSliceError: If a candidate slice is empty or not an image.
-        InconsistentScanError: If the folder mixes kinds, DICOM series or orientations.
+        CorruptSliceError: If a candidate slice is empty, not an image or a dangling link.
+        InconsistentScanError: If the folder mixes kinds, DICOM series or orientations, sizes
+            or bit depths, or names a slice number twice.
+        UnsupportedFormatError: For a multi-page or multi-frame slice file.
         MissingDependencyError: If the folder holds DICOM and pydicom is not installed.
     """
     files = scan_files(scan_dir)
     if files.kind == "nifti":
         return [files.path]
     return list(files.slices)
+
+
+# ----------------------------------------------------------------------------------------
+# Per-slice headers and the consistency rules
+
+
+@dataclass(frozen=True)
+class _SliceHeader:
+    path: Path
+    width: int
+    height: int
+    frames: int
+    domain: str
+    itemsize: int
+    fmt: str  # "PNG", "TIFF", "DICOM", ...
+    pixel: str  # the pixel type: a Pillow mode, or "16-bit" for DICOM
+
+    @property
+    def what(self) -> str:
+        return f"{self.fmt} {self.pixel}"
+
+
+def _multi_frame_error(
+    path: str | os.PathLike[str], fmt: str, frames: int, width: int, height: int
+) -> UnsupportedFormatError:
+    return UnsupportedFormatError(
+        f"{os.fspath(path)}: {fmt} file holds {frames} frames of {width}x{height}; a slice "
+        "file must hold one image (a multi-page, animated or multi-frame file would lose "
+        "frames): save one file per slice",
+        path=path,
+    )
+
+
+_DOMAIN_WORDS = {
+    "u8": "8-bit",
+    "int": "16/32-bit integer",
+    "float": "floating point",
+    "hu": "DICOM",
+}
+
+
+def _consistent(headers: Sequence[_SliceHeader]) -> _SliceHeader:
+    """Check one size, one bit-depth class and one frame per file; return the first header."""
+    first = headers[0]
+    for h in headers:
+        if h.frames > 1:
+            raise _multi_frame_error(h.path, h.fmt, h.frames, h.width, h.height)
+        if (h.height, h.width) != (first.height, first.width):
+            raise InconsistentScanError(
+                f"{h.path}: slice is {h.width}x{h.height} (WxH) but {first.path.name!r} of "
+                f"the same scan is {first.width}x{first.height}; all slices of a scan must "
+                "have one size",
+                path=h.path,
+            )
+        if h.domain != first.domain:
+            raise InconsistentScanError(
+                f"{h.path}: slice is {_DOMAIN_WORDS[h.domain]} ({h.what}) but "
+                f"{first.path.name!r} of the same scan is {_DOMAIN_WORDS[first.domain]} "
+                f"({first.what}); 8-bit slices pass through while deeper ones are windowed, "
+                "so one scan must have one bit depth: export it in one format",
+                path=h.path,
+            )
+    return first
+
+
+def _slice_number(name: str) -> tuple[str | int, ...]:
+    """A name's natural key without an image extension: equal for one slice number."""
+    stem, suffix = os.path.splitext(name)
+    if suffix.casefold() not in _SLICE_SUFFIXES:
+        stem = name
+    return natural_key(stem)[0]
+
+
+def _refuse_repeated_numbers(root: Path, images: Sequence[Path]) -> None:
+    seen: dict[tuple[str | int, ...], Path] = {}
+    for path in images:
+        key = _slice_number(path.name)
+        other = seen.setdefault(key, path)
+        if other is not path:
+            raise InconsistentScanError(
+                f"{os.fspath(root)}: slices {other.name!r} and {path.name!r} have the same "
+                "slice number (their names differ only in zero padding, letter case or image "
+                "extension); a scan holds each slice once: remove or rename one",
+                path=root,
+            )
+
+
+def _mode_domain(mode: str) -> tuple[str, int] | None:
+    """(domain, bytes per pixel) of a Pillow mode, or None if it is not supported."""
+    if mode.startswith("I;16"):
+        return "int", 2
+    if mode in ("I", "F"):
+        return ("int" if mode == "I" else "float"), 4
+    if mode in _MODE_TO_8BIT or mode in ("P", "PA"):
+        return "u8", Image.getmodebands(mode)
+    return None
+
+
+def _image_slice_header(path: Path) -> _SliceHeader:
+    with _open_pillow(path) as im:
+        width, height = im.size
+        mode, fmt = im.mode, im.format or "image"
+        try:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except Exception as error:  # Pillow walks the pages of a TIFF; a broken chain raises
+            raise CorruptSliceError(f"{path}: cannot count its pages: {error}", path=path) from (
+                error
+            )
+    domain = _mode_domain(mode)
+    if domain is None:
+        raise UnsupportedFormatError(
+            f"{path}: Pillow image mode {mode!r} is not supported", path=path
+        )
+    return _SliceHeader(path, width, height, frames, domain[0], domain[1], fmt, mode)
+
+
+def _image_scan_header(images: Sequence[Path]) -> ScanHeader:
+    headers = [_image_slice_header(p) for p in images]
+    first = _consistent(headers)
+    itemsize = max(h.itemsize for h in headers)
+    text = (
+        f"{len(headers)} image slices of {first.width} x {first.height} "
+        f"({first.what}, {itemsize} bytes per pixel)"
+    )
+    return ScanHeader((len(headers), first.height, first.width), itemsize, first.domain, text)
 
 
 # ----------------------------------------------------------------------------------------
@@ -320,13 +715,66 @@ def _require_pydicom() -> Any:
     return pydicom
 
 
-_DICOM_ORDER_TAGS = [
+_DICOM_HEADER_TAGS = [
     "SeriesInstanceUID",
     "InstanceNumber",
     "ImagePositionPatient",
     "ImageOrientationPatient",
     "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "SamplesPerPixel",
 ]
+
+
+def _read_dicom_header(path: str | os.PathLike[str], tags: list[str] | None = None) -> Any:
+    pydicom = _require_pydicom()
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+    except Exception as error:  # pydicom raises many types for damaged headers
+        raise CorruptSliceError(
+            f"{os.fspath(path)}: cannot read the DICOM header: {error}", path=path
+        ) from error
+
+
+def _dicom_headers(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Any]]:
+    return [(Path(p), _read_dicom_header(p, _DICOM_HEADER_TAGS)) for p in paths]
+
+
+def _dicom_slice_header(path: Path, ds: Any) -> _SliceHeader:
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+    except (TypeError, ValueError) as error:
+        raise CorruptSliceError(f"{path}: unreadable DICOM image size: {error}", path=path) from (
+            error
+        )
+    if rows < 1 or cols < 1:
+        raise CorruptSliceError(
+            f"{path}: DICOM file declares no image (Rows={rows}, Columns={cols})", path=path
+        )
+    if samples != 1:
+        raise UnsupportedFormatError(
+            f"{path}: only single-frame grayscale DICOM slices are supported "
+            f"(NumberOfFrames={frames}, SamplesPerPixel={samples})",
+            path=path,
+        )
+    itemsize = -(-bits // 8)
+    return _SliceHeader(path, cols, rows, frames, "hu", itemsize, "DICOM", f"{bits}-bit")
+
+
+def _dicom_scan_header(headers: Sequence[tuple[Path, Any]]) -> ScanHeader:
+    slices = [_dicom_slice_header(path, ds) for path, ds in headers]
+    first = _consistent(slices)
+    itemsize = max(h.itemsize for h in slices)
+    text = (
+        f"a DICOM series of {len(slices)} slices of {first.width} x {first.height} "
+        f"({8 * itemsize}-bit)"
+    )
+    return ScanHeader((len(slices), first.height, first.width), itemsize, "hu", text)
 
 
 def order_dicom(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -349,18 +797,12 @@ def order_dicom(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         CorruptSliceError: If a header cannot be read.
         MissingDependencyError: If pydicom is not installed.
     """
-    pydicom = _require_pydicom()
-    headers = []
-    for path in paths:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_DICOM_ORDER_TAGS)
-        except Exception as error:  # pydicom raises many types for damaged headers
-            raise CorruptSliceError(
-                f"{os.fspath(path)}: cannot read the DICOM header: {error}", path=path
-            ) from error
-        headers.append((Path(path), ds))
+    return [p for p, _ in _order_dicom_headers(_dicom_headers(paths))]
+
+
+def _order_dicom_headers(headers: list[tuple[Path, Any]]) -> list[tuple[Path, Any]]:
     if len(headers) <= 1:
-        return [p for p, _ in headers]
+        return headers
 
     series = Counter(str(ds.get("SeriesInstanceUID", "")) for _, ds in headers)
     if len(series) > 1:
@@ -371,14 +813,6 @@ def order_dicom(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
             "put each series in its own folder",
             path=folder,
         )
-    for path, ds in headers:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        if frames > 1:
-            raise UnsupportedFormatError(
-                f"{path}: multi-frame DICOM ({frames} frames) in a folder of slices; "
-                "multi-frame files are not supported, export one file per slice",
-                path=path,
-            )
 
     def position_and_normal(ds: Any) -> tuple[np.ndarray, np.ndarray] | None:
         ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
@@ -410,7 +844,7 @@ def order_dicom(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
                 len(keys) - len(positions),
             )
         order = sorted(range(len(headers)), key=lambda i: keys[i])
-        return [headers[i][0] for i in order]
+        return [headers[i] for i in order]
 
     missing = [p for (p, ds) in headers if ds.get("InstanceNumber") is None]
     if missing:
@@ -421,7 +855,7 @@ def order_dicom(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         )
     logger.debug("%s: DICOM position missing, ordering by InstanceNumber", headers[0][0].parent)
     order = sorted(range(len(headers)), key=lambda i: _instance(headers[i][1]))
-    return [headers[i][0] for i in order]
+    return [headers[i] for i in order]
 
 
 def _instance(ds: Any) -> int:
@@ -429,15 +863,26 @@ def _instance(ds: Any) -> int:
     return 0 if value is None or value == "" else int(value)
 
 
-def read_dicom(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_dicom(
+    path: str | os.PathLike[str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_voxels: int | None = None,
+    max_bytes: int | None = None,
+) -> np.ndarray:
     """Read one DICOM slice in Hounsfield units (or the modality's rescaled units).
 
     Stored values are mapped with ``RescaleSlope`` and ``RescaleIntercept`` (defaults 1 and
-    0), as the DICOM modality LUT defines.
+    0), as the DICOM modality LUT defines. The header is read first, without the pixel data,
+    and checked against the limits; the pixel data is read only if it passes.
 
     Args:
         path: A single-frame, single-sample DICOM file.
-        max_pixels: Largest ``Rows x Columns`` accepted; checked before decoding.
+        max_pixels: Largest ``Rows x Columns x NumberOfFrames`` accepted.
+        max_voxels: Largest ``Rows x Columns x NumberOfFrames`` as a volume (see
+            :func:`size_limits`).
+        max_bytes: Largest pixel data as declared (``BitsAllocated``), see
+            :func:`size_limits`.
 
     Returns:
         A float32 array.
@@ -447,10 +892,29 @@ def read_dicom(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
 
     Raises:
         CorruptSliceError: If the file or its pixel data cannot be decoded.
-        ImageTooLargeError: If the slice declares more than ``max_pixels`` pixels.
+        ImageTooLargeError: If the header declares more than a limit allows.
         UnsupportedFormatError: For multi-frame or colour DICOM.
         MissingDependencyError: If pydicom is not installed.
     """
+    ds = _read_dicom_header(path)
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+    except (TypeError, ValueError) as error:
+        raise CorruptSliceError(
+            f"{os.fspath(path)}: unreadable DICOM image size: {error}", path=path
+        ) from error
+    _refuse_pixels(path, cols, rows, max_pixels, frames)
+    voxels = frames * rows * cols
+    what = f"{frames} frame(s) of {cols} x {rows} x {samples} sample(s) of {bits} bits"
+    _refuse_size(path, what, voxels, voxels * samples * -(-bits // 8), max_voxels, max_bytes)
+    return _decode_dicom(path, max_pixels)
+
+
+def _decode_dicom(path: str | os.PathLike[str], max_pixels: int) -> np.ndarray:
+    """Read and decode a DICOM slice whose header was checked (by a scan or read_dicom)."""
     pydicom = _require_pydicom()
     try:
         ds = pydicom.dcmread(path)
@@ -460,12 +924,8 @@ def read_dicom(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         ) from error
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if rows * cols * frames > max_pixels:
-        raise ImageTooLargeError(
-            f"{os.fspath(path)}: declares {cols}x{rows} pixels x {frames} frames, more than "
-            f"the limit of {max_pixels} pixels; rejected before decoding",
-            path=path,
-        )
+    # Checked again on what was read: the file may have changed since its header was checked.
+    _refuse_pixels(path, cols, rows, max_pixels, frames)
     if frames > 1 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise UnsupportedFormatError(
             f"{os.fspath(path)}: only single-frame grayscale DICOM slices are supported "
@@ -502,45 +962,73 @@ def _require_nibabel() -> Any:
     return nibabel
 
 
-def _load_nifti(path: Path) -> Any:
+def _nifti_header(path: Path) -> tuple[Any, ScanHeader, np.ndarray]:
+    """The image (data not read), its header summary and its orientation to RAS+."""
     nibabel = _require_nibabel()
     try:
         img = nibabel.load(os.fspath(path))
     except Exception as error:
-        raise CorruptSliceError(f"{os.fspath(path)}: cannot read as NIfTI: {error}") from error
-    shape = img.shape
-    if len(shape) == 4 and shape[3] == 1:
-        img = img.slicer[..., 0]
-        shape = img.shape
-    if len(shape) != 3:
+        raise CorruptSliceError(
+            f"{os.fspath(path)}: cannot read as NIfTI: {error}", path=path
+        ) from error
+    shape = tuple(int(n) for n in img.shape)
+    # (X, Y, Z, 1) is a 3D volume saved as one time point. It is never sliced here:
+    # nibabel's slicer reads the whole data to take the first frame.
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
         raise UnsupportedFormatError(
-            f"{os.fspath(path)}: NIfTI volume of shape {tuple(shape)}; expected 3 dimensions",
+            f"{os.fspath(path)}: NIfTI volume of shape {shape}; expected 3 dimensions",
             path=path,
         )
-    return img
+    dtype = np.dtype(img.header.get_data_dtype())
+    if dtype.kind not in "biuf":
+        raise UnsupportedFormatError(
+            f"{os.fspath(path)}: NIfTI voxels of type {dtype} are not supported; expected "
+            "integer or floating point voxels",
+            path=path,
+        )
+    ornt = nibabel.orientations.io_orientation(img.affine)
+    if np.isnan(ornt).any():
+        raise CorruptSliceError(
+            f"{os.fspath(path)}: the NIfTI affine does not map the axes to patient directions",
+            path=path,
+        )
+    # Canonical (RAS+) axis ornt[j, 0] is the file's axis j.
+    ras = [0, 0, 0]
+    for axis in range(3):
+        ras[int(ornt[axis, 0])] = shape[axis]
+    dims = " x ".join(str(n) for n in shape)
+    header = ScanHeader(
+        (ras[2], ras[1], ras[0]), dtype.itemsize, "hu", f"a NIfTI volume of {dims} {dtype}"
+    )
+    return img, header, ornt
 
 
-def _nifti_length(path: Path) -> int:
-    nibabel = _require_nibabel()
-    img = _load_nifti(path)
-    # The axial axis is the one that ends up last in the closest canonical (RAS+) orientation.
-    axcodes = nibabel.aff2axcodes(img.affine)
-    axis = next(i for i, code in enumerate(axcodes) if code in ("S", "I"))
-    return int(img.shape[axis])
+def _nifti_scan(path: Path) -> ScanFiles:
+    header = _nifti_header(path)[1]
+    return ScanFiles(path, "nifti", (), header.shape[0], header)
 
 
-def read_nifti(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_nifti(
+    path: str | os.PathLike[str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_voxels: int | None = None,
+    max_bytes: int | None = None,
+) -> np.ndarray:
     """Read a NIfTI volume as axial slices in radiological display orientation.
 
-    The volume is reoriented to the closest canonical (RAS+) orientation, then each axial
-    slice is laid out like an axial DICOM image: rows run anterior to posterior, columns run
-    from the patient's right to left. Slices run inferior to superior, as DICOM slices sorted
-    by position do. Values are the scaled data (``scl_slope``, ``scl_inter`` applied), in
-    Hounsfield units for CT.
+    The header is checked against the limits before any voxel is read (and before
+    reorientation, which reads everything). The volume is then reoriented to the closest
+    canonical (RAS+) orientation, and each axial slice is laid out like an axial DICOM image:
+    rows run anterior to posterior, columns run from the patient's right to left. Slices run
+    inferior to superior, as DICOM slices sorted by position do. Values are the scaled data
+    (``scl_slope``, ``scl_inter`` applied), in Hounsfield units for CT.
 
     Args:
-        path: A ``.nii`` or ``.nii.gz`` file with a 3D volume.
-        max_pixels: Largest axial slice accepted, in pixels; checked before reading data.
+        path: A ``.nii`` or ``.nii.gz`` file with a 3D volume (or 4D with one time point).
+        max_pixels: Largest axial slice accepted, in pixels.
+        max_voxels: Largest volume accepted, in voxels (see :func:`size_limits`).
+        max_bytes: Largest volume accepted, in bytes as stored (see :func:`size_limits`).
 
     Returns:
         A float32 array.
@@ -550,25 +1038,25 @@ def read_nifti(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
 
     Raises:
         CorruptSliceError: If the file cannot be read.
-        ImageTooLargeError: If an axial slice has more than ``max_pixels`` pixels.
-        UnsupportedFormatError: If the volume is not 3D.
+        ImageTooLargeError: If the header declares more than a limit allows.
+        UnsupportedFormatError: If the volume is not 3D or its voxels are not numbers.
         MissingDependencyError: If nibabel is not installed.
     """
     nibabel = _require_nibabel()
-    img = _load_nifti(Path(path))
-    canonical = nibabel.as_closest_canonical(img)
-    x, y, _ = canonical.shape
-    if x * y > max_pixels:
-        raise ImageTooLargeError(
-            f"{os.fspath(path)}: axial slices of {x}x{y} pixels exceed the limit of {max_pixels}",
-            path=path,
-        )
+    img, header, ornt = _nifti_header(Path(path))
+    _, height, width = header.shape
+    _refuse_pixels(path, width, height, max_pixels)
+    _refuse_size(path, header.text, header.voxels, header.nbytes, max_voxels, max_bytes)
     try:
-        data = np.asarray(canonical.get_fdata(dtype=np.float32))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as error:
-        raise CorruptSliceError(f"{os.fspath(path)}: cannot read the NIfTI data: {error}") from (
-            error
-        )
+        raise CorruptSliceError(
+            f"{os.fspath(path)}: cannot read the NIfTI data: {error}", path=path
+        ) from error
+    if data.ndim == 4:
+        data = data[..., 0]
+    # What nibabel.as_closest_canonical does, on the data already read and checked.
+    data = nibabel.orientations.apply_orientation(data, ornt)
     # In RAS+ data, x grows toward the patient's right, y toward anterior, z toward superior.
     # An axial DICOM image has row 0 anterior (largest y) and column 0 at the patient's right
     # (largest x), so both in-plane axes are reversed and (x, y) becomes (row=y, col=x).
@@ -578,6 +1066,28 @@ def read_nifti(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
 
 # ----------------------------------------------------------------------------------------
 # Pillow images
+
+
+def _open_pillow(path: str | os.PathLike[str]) -> Image.Image:
+    """``Image.open`` (header only) with Pillow's errors translated to ours."""
+    try:
+        # Pillow raises above twice its own MAX_IMAGE_PIXELS (translated below); between one
+        # and two times it warns. No warnings.catch_warnings() here: it is not thread-safe
+        # and this runs in decoding threads.
+        return Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(
+            f"{os.fspath(path)}: rejected as a decompression bomb before decoding: {error}",
+            path=path,
+        ) from error
+    except FileNotFoundError as error:
+        raise DatasetNotFoundError(f"slice {os.fspath(path)!r} does not exist", path=path) from (
+            error
+        )
+    except Exception as error:
+        raise CorruptSliceError(
+            f"{os.fspath(path)}: {_describe_unknown(path)}: {error}", path=path
+        ) from error
 
 
 def open_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -595,36 +1105,19 @@ def open_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         CorruptSliceError: If the file is empty or not an image.
         ImageTooLargeError: If the image declares more than ``max_pixels`` pixels (a
             decompression bomb): the file is rejected after reading its header only.
+        UnsupportedFormatError: If the file holds several images (multi-page TIFF, animated
+            PNG or WebP): one file is one slice.
     """
+    im = _open_pillow(path)
     try:
-        # Pillow raises above twice its own MAX_IMAGE_PIXELS (translated below); between one
-        # and two times it warns. No warnings.catch_warnings() here: it is not thread-safe
-        # and this runs in decoding threads.
-        im = Image.open(path)
-    except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(
-            f"{os.fspath(path)}: rejected as a decompression bomb before decoding: {error}",
-            path=path,
-        ) from error
-    except FileNotFoundError as error:
-        raise DatasetNotFoundError(f"slice {os.fspath(path)!r} does not exist", path=path) from (
-            error
-        )
-    except Exception as error:
-        raise CorruptSliceError(
-            f"{os.fspath(path)}: {_describe_unknown(path)}: {error}", path=path
-        ) from error
-    width, height = im.size
-    frames = int(getattr(im, "n_frames", 1) or 1)
-    if width * height > max_pixels:
+        width, height = im.size
+        _refuse_pixels(path, width, height, max_pixels)
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:
+            raise _multi_frame_error(path, im.format or "image", frames, width, height)
+    except BaseException:
         im.close()
-        raise ImageTooLargeError(
-            f"{os.fspath(path)}: declares {width}x{height} = {width * height} pixels, more than "
-            f"the limit of {max_pixels}; rejected before decoding (a decompression bomb?)",
-            path=path,
-        )
-    if frames > 1:
-        logger.debug("%s: %d frames, reading the first", path, frames)
+        raise
     return im
 
 

@@ -7,6 +7,11 @@ one-line form::
 
     vol = resnet3d.volumes.load_scan("scans/NCP/12/3104", depth=4)   # (N, 3, 4, 512, 512)
 
+Before any slice is decoded, the scan is validated from its headers alone
+(:func:`resnet3d.readers.validate_scan`: one size, one bit depth and one frame per file, each
+slice number once) and checked against the size limits (``max_pixels``, ``max_voxels``,
+``max_bytes``), with or without a cache behind it.
+
 Pipeline per slice (run in a thread pool; Pillow releases the GIL while decoding):
 
 1. decode at native bit depth (:mod:`resnet3d.readers`): 8-bit gray stays gray, colour stays
@@ -50,14 +55,17 @@ from .errors import (
 from .readers import (
     DEFAULT_MAX_PIXELS,
     ScanFiles,
+    _classify,
+    _decode_dicom,
     _describe_unknown,
+    check_scan_size,
     list_slices,
     normalize_mode,
     open_image,
-    read_dicom,
     read_nifti,
     scan_files,
     sniff,
+    validate_scan,
 )
 
 if TYPE_CHECKING:
@@ -257,6 +265,13 @@ class SliceStacker:
         dtype: ``"float32"`` in ``[0, 1]`` or ``"uint8"`` in ``[0, 255]``.
         max_pixels: Largest slice accepted; larger files are rejected before decoding. Not
             part of the spec (:meth:`to_dict`), not compared.
+        max_voxels: Largest scan accepted, in voxels as its headers declare (slices x rows x
+            columns); ``None`` uses ``RESNET3D_MAX_VOXELS`` or
+            :data:`~resnet3d.readers.DEFAULT_MAX_VOXELS` (512 x 512 x 4096). Checked before
+            any data is read. Not part of the spec, not compared.
+        max_bytes: Largest scan accepted, in bytes as stored; ``None`` uses
+            ``RESNET3D_MAX_BYTES`` or :data:`~resnet3d.readers.DEFAULT_MAX_BYTES` (4 GiB).
+            Not part of the spec, not compared.
         threads: Decoding threads per scan; ``None`` uses :func:`default_threads`. Not part
             of the spec, not compared.
 
@@ -275,6 +290,8 @@ class SliceStacker:
     resample: str = "bilinear"
     dtype: str = "float32"
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, compare=False)
+    max_voxels: int | None = field(default=None, compare=False)
+    max_bytes: int | None = field(default=None, compare=False)
     threads: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -312,8 +329,9 @@ class SliceStacker:
         check_choice("resample", self.resample, tuple(_RESAMPLE))
         check_choice("dtype", self.dtype, _DTYPES)
         positive_int("max_pixels", self.max_pixels)
-        if self.threads is not None:
-            positive_int("threads", self.threads)
+        for name in ("max_voxels", "max_bytes", "threads"):
+            if getattr(self, name) is not None:
+                positive_int(name, getattr(self, name))
 
     # -- spec -----------------------------------------------------------------------------
 
@@ -504,7 +522,8 @@ class SliceStacker:
     def _prepare_file(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
         kind = sniff(path)
         if kind == "dicom":
-            hu = read_dicom(path, self.max_pixels)
+            # The scan's headers were checked (_checked) before any slice is read.
+            hu = _decode_dicom(path, self.max_pixels)
             shape = (int(hu.shape[0]), int(hu.shape[1]))
             return self._map_deep(hu, "hu"), shape
         if kind is None:
@@ -513,6 +532,9 @@ class SliceStacker:
 
     def read_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         """Decode and prepare the given slice files (in the given order), in parallel.
+
+        The files are validated as one scan first (:func:`~resnet3d.readers.validate_scan`,
+        headers only) and checked against the size limits.
 
         Args:
             paths: Slice files of one scan.
@@ -523,13 +545,17 @@ class SliceStacker:
 
         Raises:
             CorruptSliceError: Naming the first file that cannot be decoded.
-            ImageTooLargeError: For a slice above ``max_pixels``, before decoding it.
-            InconsistentScanError: If the slices do not all have the same size.
+            ImageTooLargeError: For a slice or a scan above the limits, before decoding it.
+            InconsistentScanError: If the slices differ in size, bit depth or kind, or name
+                one slice number twice.
+            UnsupportedFormatError: For a multi-page or multi-frame file.
         """
         files = [Path(p) for p in paths]
         if not files:
             raise ValueError("read_files needs at least one slice file")
-        return self._read_files(files)
+        kind, _ = _classify(files, files[0].parent)
+        scan = self._checked(ScanFiles(files[0].parent, kind, tuple(files), len(files)))
+        return self._read_files(scan.slices)
 
     def _read_files(self, files: Sequence[Path], keep_uint8: bool = False) -> np.ndarray:
         results = _map_threads(self._prepare_file, files, self._threads())
@@ -577,16 +603,34 @@ class SliceStacker:
             DatasetLayoutError: If the scan has no slices.
             CorruptSliceError, InconsistentScanError: As :meth:`read_files`.
         """
-        files = scan if isinstance(scan, ScanFiles) else scan_files(scan)
+        files = self._checked(scan)
         return self._read_selected(files, np.arange(files.n_slices))
+
+    def _checked(self, scan: str | os.PathLike[str] | ScanFiles) -> ScanFiles:
+        """The scan listed and validated (headers only), checked against the size limits.
+
+        Every read goes through here, with or without a cache build behind it, so every path
+        applies the same rules. A :class:`ScanFiles` from :func:`scan_files` is already
+        validated (the validation is cached in it); only the limits, plain arithmetic, are
+        checked again.
+        """
+        files = scan if isinstance(scan, ScanFiles) else scan_files(scan)
+        if files.n_slices == 0:
+            raise DatasetLayoutError(f"{files.path}: scan has no slices", path=files.path)
+        if files.header is None:
+            files = validate_scan(files)
+        check_scan_size(
+            files, self.max_pixels, max_voxels=self.max_voxels, max_bytes=self.max_bytes
+        )
+        return files
 
     def _read_selected(
         self, files: ScanFiles, which: np.ndarray, keep_uint8: bool = False
     ) -> np.ndarray:
-        if files.n_slices == 0:
-            raise DatasetLayoutError(f"{files.path}: scan has no slices", path=files.path)
         if files.kind == "nifti":
-            hu = read_nifti(files.path, self.max_pixels)
+            hu = read_nifti(
+                files.path, self.max_pixels, max_voxels=self.max_voxels, max_bytes=self.max_bytes
+            )
             return self.prepare(hu[which], domain="hu")
         return self._read_files([files.slices[i] for i in which], keep_uint8)
 
@@ -745,10 +789,9 @@ class SliceStacker:
             DatasetLayoutError: If it has no slices.
             IndexError: For a volume number out of range.
             CorruptSliceError, ImageTooLargeError, InconsistentScanError: For bad slices.
+            UnsupportedFormatError: For a multi-page or multi-frame slice file.
         """
-        files = scan if isinstance(scan, ScanFiles) else scan_files(scan)
-        if files.n_slices == 0:
-            raise DatasetLayoutError(f"{files.path}: scan has no slices", path=files.path)
+        files = self._checked(scan)
         idx = self.volume_indices(files.n_slices)
         if volumes is not None:
             wanted = list(volumes)
@@ -850,7 +893,9 @@ def load_scan(
         DatasetNotFoundError: If ``path`` does not exist.
         DatasetLayoutError: If it holds no slices.
         CorruptSliceError: Naming a slice that cannot be decoded.
-        InconsistentScanError: If slices differ in size, series or orientation.
+        ImageTooLargeError: If a slice or the scan declares more than the size limits.
+        InconsistentScanError: If slices differ in size, bit depth, series or orientation.
+        UnsupportedFormatError: For a multi-page or multi-frame slice file.
         ValueError: For an invalid stacker setting.
     """
     stacker = SliceStacker(depth=depth, **kwargs)
