@@ -85,6 +85,15 @@ def test_unavailable_device_is_one_line_before_any_work(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("device", ["tpu", "cuda:7" if torch.cuda.is_available() else "cuda"])
+def test_unavailable_device_in_the_library_is_a_value_error(device: str) -> None:
+    from resnet3d.inference import resolve_device
+
+    with pytest.raises(ValueError, match=rf"device '{device}'.*(available|not available)"):
+        resolve_device(device)  # what Trainer, evaluate_model and predict_scans call
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
 class CorruptInWorker(Dataset):
     """Raises, from inside a DataLoader worker, the error a bad slice raises there."""
 

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .inference import resolve_device, resolve_precision, use_channels_last
+from .inference import (
+    available_devices,
+    check_device,
+    resolve_device,
+    resolve_precision,
+    use_channels_last,
+)
 
 __all__ = ["Runtime", "available_devices", "check_device", "resolve_runtime"]
 
@@ -66,7 +72,7 @@ def resolve_runtime(
             :func:`check_device`), ``precision`` or ``channels_last`` is not one of the
             allowed values, or fp16 is asked for on a CPU.
     """
-    torch_device = resolve_device(check_device(device))
+    torch_device = resolve_device(device)
     resolved = resolve_precision(precision, torch_device)
     return Runtime(
         device=torch_device,
@@ -74,56 +80,3 @@ def resolve_runtime(
         channels_last=use_channels_last(channels_last, torch_device, resolved),
         requested_precision=precision,
     )
-
-
-def check_device(device: str | torch.device | None) -> str | torch.device | None:
-    """Return ``device`` unchanged if it names a device that this machine has.
-
-    PyTorch's own errors come late and name neither the option nor what exists ("Torch not
-    compiled with CUDA enabled" from deep inside ``.to()``, or "Expected one of cpu, cuda,
-    ..." for ``"tpu"``), so a run is checked before any work.
-
-    Raises:
-        ValueError: If ``device`` is not a device string, or names CUDA (or an index) or MPS
-            where it is not available; the message says what is available.
-    """
-    if device is None:
-        return None
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
-            f"device {device!r} is not a device: use cpu, cuda, cuda:N or mps "
-            f"(available here: {', '.join(available_devices())})"
-        ) from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            build = "a CPU-only build" if torch.version.cuda is None else "no CUDA GPU visible"
-            raise ValueError(
-                f"device {device!r}: CUDA is not available here (torch {torch.__version__}, "
-                f"{build}); use --device cpu, or leave --device out to pick CUDA when present"
-            )
-        if parsed.index is not None and parsed.index >= count:
-            raise ValueError(
-                f"device {device!r}: this machine has {count} CUDA device(s), "
-                f"cuda:0 to cuda:{count - 1}"
-            )
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r}: MPS is not available here; use --device cpu")
-    elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(
-            f"device {device!r} is not supported by resnet3d: use cpu, cuda, cuda:N or mps "
-            f"(available here: {', '.join(available_devices())})"
-        )
-    return device
-
-
-def available_devices() -> list[str]:
-    """The devices this machine offers: ``cpu`` and each CUDA device, or ``mps``."""
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices

@@ -249,10 +249,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..benchmarking.report import write_result
     from ..inference import resolve_device
-    from ..runtime import check_device
 
     try:
-        device = resolve_device(check_device(args.device))
+        device = resolve_device(args.device)
     except RuntimeError as error:
         raise CLIError(f"--device {args.device!r}: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():

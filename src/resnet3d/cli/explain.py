@@ -102,7 +102,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..explain import explain_scan
     from ..inference import resolve_device
-    from ..runtime import check_device
     from ..workflows import stacker_for
 
     if not args.scan.exists():
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--layer applies to the class activation maps; occlusion has no layer")
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
-    model = model.to(resolve_device(check_device(args.device))).eval()
+    model = model.to(resolve_device(args.device)).eval()
     # A class index given on the command line arrives as text; a label that is itself a
     # number (e.g. "0") stays a name.
     target: str | int | None = args.target

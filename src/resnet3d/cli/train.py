@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained {args.model} for {last.epoch} epochs in {out_dir}")
         print(f"  last: {result.last_checkpoint}")
         if result.best_checkpoint is not None:
-            if math.isnan(last.val_loss):  # no validation volumes: best follows the train loss
+            if math.isnan(last.val_loss) and result.best_metric is not None:  # no validation
                 how = f"no validation set: lowest train loss {-result.best_metric:.4f}"
             else:
                 how = f"val {args.monitor} {result.best_metric:.4f}"
