@@ -278,3 +278,28 @@ def test_empty_and_garbage_candidates(tmp_path: Path) -> None:
     with pytest.raises(CorruptSliceError, match="not a PNG") as info:
         list_slices(scan)
     assert info.value.path == os.fspath(scan / "2.png")
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [("L", "A", "S"), ("L", "P", "S"), ("R", "A", "I"), ("P", "I", "R"), ("S", "L", "A")],
+)
+def test_nifti_reorientation_matches_nibabel_closest_canonical(
+    tmp_path: Path, codes: tuple[str, str, str]
+) -> None:
+    # read_nifti reorients the data itself after its size checks; nibabel is the oracle
+    nib = pytest.importorskip("nibabel")
+    from nibabel.orientations import axcodes2ornt, inv_ornt_aff
+
+    ornt = axcodes2ornt(codes)
+    shape = (5, 4, 3)
+    affine = np.linalg.inv(inv_ornt_aff(ornt, shape))  # voxel axes point along ``codes``
+    data = np.arange(np.prod(shape), dtype=np.int16).reshape(shape)
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), path)
+    assert nib.aff2axcodes(nib.load(path).affine) == codes
+    canonical = nib.as_closest_canonical(nib.load(path)).get_fdata(dtype=np.float32)
+    expected = canonical[::-1, ::-1, :].transpose(2, 1, 0)
+    got = readers.read_nifti(path)
+    np.testing.assert_array_equal(got, expected)
+    assert scan_files(path).n_slices == got.shape[0]
