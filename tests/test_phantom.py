@@ -579,7 +579,7 @@ def test_cli_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> Non
         if isinstance(action, argparse._HelpAction):
             continue
         assert action.help and "default" in action.help, action.option_strings
-        if action.default not in (None, False):
+        if action.default not in (None, False, argparse.SUPPRESS):
             value = action.default
             shown = " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
             assert f"default {shown}" in action.help, (action.option_strings, action.help)

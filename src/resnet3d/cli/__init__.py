@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEBUG_HELP = "on an error, show the full traceback (also RESNET3D_DEBUG=1)"
+DEBUG_HELP = "on an error, show the full traceback (default off; also RESNET3D_DEBUG=1)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
