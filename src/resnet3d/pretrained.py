@@ -1,6 +1,6 @@
 """The weights table: what each pretrained alias is, where its file lives and what it expects.
 
-Weights are data (DESIGN.md, convention 7): every alias names an architecture, a Hub repo
+Weights are data: every alias names an architecture, a Hub repo
 pinned to a 40-hex commit, a file with its sha256, the exact input the volume builder must
 produce (the keyword arguments of :class:`resnet3d.volumes.SliceStacker`), the class labels,
 the metrics measured for those weights (with the split and unit they were measured on) and

@@ -17,6 +17,10 @@ from .registry import register_model
 from .stems import build_stem
 
 
+# Device types torch.is_autocast_enabled accepts (it raises for others, e.g. "meta").
+_AUTOCAST_DEVICES = frozenset({"cpu", "cuda", "mps", "xpu", "hpu", "xla"})
+
+
 class ResNet3D(nn.Module):
     """A 3D ResNet for volumes ``(B, C, D, H, W)``: CT slices stacked in depth, or video.
 
@@ -172,7 +176,11 @@ class ResNet3D(nn.Module):
             )
         weight_dtype = self._first_conv_weight().dtype
         # Autocast casts float32/16 inputs to its dtype, but never float64.
-        autocast = torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float64
+        autocast = (
+            x.device.type in _AUTOCAST_DEVICES
+            and torch.is_autocast_enabled(x.device.type)
+            and x.dtype != torch.float64
+        )
         if x.dtype != weight_dtype and not autocast:
             raise ValueError(
                 f"input dtype {x.dtype} differs from the model's parameters ({weight_dtype}): "

@@ -1,6 +1,6 @@
 """Slice stacking: one CT scan on disk to the paper's ``(N, C, D, H, W)`` volumes.
 
-The paper (PAPER.md, "Preprocessing") brings every slice to ``512 x 512 x 3`` and stacks
+The paper (Li, Pei and Guo 2021, "Preprocessing") brings every slice to ``512 x 512 x 3`` and stacks
 ``n`` consecutive slices of a scan into one ``C x D x H x W`` volume; every volume is one
 sample. :class:`SliceStacker` does exactly that, configurably, and :func:`load_scan` is the
 one-line form::
