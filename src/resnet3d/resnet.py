@@ -16,7 +16,6 @@ from .layers import ThinDepthConv3d, activation
 from .registry import register_model
 from .stems import build_stem
 
-
 # Device types torch.is_autocast_enabled accepts (it raises for others, e.g. "meta").
 _AUTOCAST_DEVICES = frozenset({"cpu", "cuda", "mps", "xpu", "hpu", "xla"})
 
