@@ -1,7 +1,8 @@
 """Finding, ordering and decoding the slices of one CT scan.
 
-A scan is either a folder of 2D slice files (PNG, JPEG, TIFF, BMP, WebP or DICOM) or a single
-NIfTI volume. This module knows how to
+A scan is either a folder of 2D slice files (PNG, JPEG, TIFF, BMP, WebP or DICOM), a single
+NIfTI volume, or a video file whose frames are its slices (read by :mod:`resnet3d.video`).
+This module knows how to
 
 * list a folder's slices: junk is skipped by name, every remaining file is recognised by its
   content (so a JPEG named ``.png`` still reads), image slices are put in natural order of
@@ -50,10 +51,12 @@ __all__ = [
     "DEFAULT_MAX_VOXELS",
     "MAX_BYTES_ENV",
     "MAX_VOXELS_ENV",
+    "VIDEO_SUFFIXES",
     "ScanFiles",
     "ScanHeader",
     "check_scan_size",
     "is_junk_name",
+    "is_video_name",
     "list_slices",
     "natural_key",
     "normalize_mode",
@@ -86,7 +89,7 @@ MAX_VOXELS_ENV = "RESNET3D_MAX_VOXELS"
 MAX_BYTES_ENV = "RESNET3D_MAX_BYTES"
 
 SliceKind = Literal["image", "dicom"]
-ScanKind = Literal["image", "dicom", "nifti"]
+ScanKind = Literal["image", "dicom", "nifti", "video"]
 
 # Names that are never slices, compared in lower case: OS and archive droppings, DICOM indexes.
 _JUNK_NAMES = frozenset(
@@ -102,6 +105,8 @@ _SLICE_SUFFIXES = frozenset(
     }
 )  # fmt: skip
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: File name endings of video files: one file is one scan, its frames are the slices.
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
@@ -161,6 +166,18 @@ def is_junk_name(name: str) -> bool:
 
 def _is_nifti_name(name: str) -> bool:
     return name.casefold().endswith(_NIFTI_SUFFIXES)
+
+
+def is_video_name(name: str) -> bool:
+    """Whether a file name ends like a video (:data:`VIDEO_SUFFIXES`, any letter case).
+
+    Args:
+        name: A file name or path.
+
+    Returns:
+        True for ``.mp4``, ``.m4v``, ``.mov``, ``.avi``, ``.mkv`` and ``.webm``.
+    """
+    return os.fspath(name).casefold().endswith(VIDEO_SUFFIXES)
 
 
 def _sniff_bytes(head: bytes) -> SliceKind | None:
@@ -342,10 +359,11 @@ class ScanFiles:
     """The files of one scan, in slice order.
 
     Attributes:
-        path: The scan folder, or the NIfTI file.
-        kind: ``"image"`` (Pillow formats), ``"dicom"`` or ``"nifti"``.
-        slices: The slice files in order; empty for a NIfTI volume.
-        n_slices: Number of slices (for NIfTI, the number of axial slices).
+        path: The scan folder, the NIfTI file or the video file.
+        kind: ``"image"`` (Pillow formats), ``"dicom"``, ``"nifti"`` or ``"video"``.
+        slices: The slice files in order; empty for a NIfTI volume or a video.
+        n_slices: Number of slices (for NIfTI, the number of axial slices; for a video, its
+            frames).
         header: What the headers declare, once :func:`validate_scan` has checked them
             (:func:`scan_files` always does); ``None`` for a record built by hand or a scan
             without slices. Not compared.
@@ -408,7 +426,8 @@ def _classify(paths: Sequence[Path], root: Path) -> tuple[SliceKind, list[Path]]
 def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
     """Find, order and validate the slices of one scan, reading headers only.
 
-    ``path`` is a folder of slice files or a NIfTI file (``.nii``/``.nii.gz``). A folder that
+    ``path`` is a folder of slice files, a NIfTI file (``.nii``/``.nii.gz``) or a video file
+    (:data:`VIDEO_SUFFIXES`; needs PyAV, see :func:`resnet3d.video.video_scan`). A folder that
     holds nothing but one NIfTI file is read as that volume. The result has passed
     :func:`validate_scan`, so every path that lists a scan (indexing, reading, the cache
     build, data sets) applies the same rules.
@@ -429,8 +448,8 @@ def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
         InconsistentScanError: If the folder mixes DICOM and image slices, DICOM series or
             orientations, slice sizes or bit depths, or holds one slice number twice.
         UnsupportedFormatError: For a multi-page, animated or multi-frame slice file.
-        DatasetLayoutError: If ``path`` is a file that is not a NIfTI volume.
-        MissingDependencyError: If pydicom or nibabel is needed and not installed.
+        DatasetLayoutError: If ``path`` is a file that is neither a NIfTI volume nor a video.
+        MissingDependencyError: If pydicom, nibabel or PyAV is needed and not installed.
     """
     root = Path(path)
     if not root.exists():
@@ -438,9 +457,13 @@ def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
     if root.is_file():
         if _is_nifti_name(root.name):
             return _nifti_scan(root)
+        if is_video_name(root.name):
+            from .video import video_scan  # imports PyAV only when a video is read
+
+            return video_scan(root)
         raise DatasetLayoutError(
             f"{os.fspath(root)}: a scan is a folder of slices or a NIfTI file (.nii, .nii.gz), "
-            "got another file",
+            f"or a video file ({', '.join(VIDEO_SUFFIXES)}); got another file",
             path=root,
         )
     entries = _list_files(root)
@@ -504,6 +527,10 @@ def validate_scan(files: ScanFiles) -> ScanFiles:
     """
     if files.kind == "nifti":
         return dataclasses.replace(files, header=_nifti_header(files.path)[1])
+    if files.kind == "video":
+        from .video import video_scan
+
+        return dataclasses.replace(files, header=video_scan(files.path).header)
     if not files.slices:
         return files
     if files.kind == "dicom":

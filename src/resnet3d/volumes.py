@@ -7,6 +7,15 @@ one-line form::
 
     vol = resnet3d.volumes.load_scan("scans/NCP/12/3104", depth=4)   # (N, 3, 4, 512, 512)
 
+A video file (``.mp4``, ``.avi``, ``.mkv``, ``.webm``, ...; PyAV needed) is a scan whose
+slices are its frames (:mod:`resnet3d.video`)::
+
+    clips = resnet3d.volumes.load_scan("clip.mp4", depth=16, size=112)  # (N, 3, 16, 112, 112)
+
+gives consecutive clips covering the video, as slices give volumes; a
+:class:`~resnet3d.video.ClipSampler` (``sampler=``) takes a few clips instead, decoding only
+their frames.
+
 Before any slice is decoded, the scan is validated from its headers alone
 (:func:`resnet3d.readers.validate_scan`: one size, one bit depth and one frame per file, each
 slice number once) and checked against the size limits (``max_pixels``, ``max_voxels``,
@@ -58,7 +67,9 @@ from .readers import (
     _classify,
     _decode_dicom,
     _describe_unknown,
+    _refuse_pixels,
     check_scan_size,
+    is_video_name,
     list_slices,
     normalize_mode,
     open_image,
@@ -70,6 +81,8 @@ from .readers import (
 
 if TYPE_CHECKING:
     import torch
+
+    from .video import ClipSampler
 
 __all__ = [
     "DEFAULT_HU_RANGE",
@@ -614,11 +627,22 @@ class SliceStacker:
         validated (the validation is cached in it); only the limits, plain arithmetic, are
         checked again.
         """
+        if not isinstance(scan, ScanFiles) and is_video_name(os.fspath(scan)):
+            from .video import video_scan
+
+            if Path(scan).is_file():  # probed with this stacker's frame limit
+                scan = video_scan(scan, self.max_pixels)
         files = scan if isinstance(scan, ScanFiles) else scan_files(scan)
         if files.n_slices == 0:
             raise DatasetLayoutError(f"{files.path}: scan has no slices", path=files.path)
         if files.header is None:
             files = validate_scan(files)
+        if files.kind == "video" and files.header is not None:
+            # A video is checked frame by frame here, and the frames it will hold when read
+            # (video.read_frames): a few clips of a long video are not the whole video.
+            _, height, width = files.header.shape
+            _refuse_pixels(files.path, width, height, self.max_pixels)
+            return files
         check_scan_size(
             files, self.max_pixels, max_voxels=self.max_voxels, max_bytes=self.max_bytes
         )
@@ -632,6 +656,17 @@ class SliceStacker:
                 files.path, self.max_pixels, max_voxels=self.max_voxels, max_bytes=self.max_bytes
             )
             return self.prepare(hu[which], domain="hu")
+        if files.kind == "video":
+            from .video import read_frames
+
+            frames = read_frames(
+                files.path,
+                which,
+                max_pixels=self.max_pixels,
+                max_voxels=self.max_voxels,
+                max_bytes=self.max_bytes,
+            )
+            return (self.replace(dtype="uint8") if keep_uint8 else self).prepare(frames)
         return self._read_files([files.slices[i] for i in which], keep_uint8)
 
     def prepare(self, slices: np.ndarray, domain: str = "auto") -> np.ndarray:
@@ -765,17 +800,23 @@ class SliceStacker:
         volumes: Iterable[int] | None = None,
         *,
         compact: bool = False,
+        sampler: ClipSampler | None = None,
     ) -> np.ndarray:
         """Read a scan and return its volumes as a numpy array.
 
         Only the slices the requested volumes use are decoded (``remainder="drop"`` never
-        reads the dropped tail).
+        reads the dropped tail). For a video, only the frames of the clips are decoded.
 
         Args:
-            scan: A folder of slices, a NIfTI file, or :func:`scan_files` output.
-            volumes: Volume numbers to return (default all), as :meth:`volume_indices` counts.
+            scan: A folder of slices, a NIfTI file, a video file, or :func:`scan_files`
+                output.
+            volumes: Volume numbers to return (default all), as :meth:`volume_indices` counts
+                (or, with ``sampler``, as it numbers its clips).
             compact: Gray volumes as one channel and 8-bit data as uint8 (see
                 :meth:`stack_prepared`).
+            sampler: Take ``depth``-slice clips as this
+                :class:`~resnet3d.video.ClipSampler` says (clips per scan, stride or target
+                fps, uniform or random starts, short scans) instead of :meth:`volume_indices`.
 
         Returns:
             Volumes in this stacker's dtype. A scan that yields no volume (shorter than
@@ -792,7 +833,15 @@ class SliceStacker:
             UnsupportedFormatError: For a multi-page or multi-frame slice file.
         """
         files = self._checked(scan)
-        idx = self.volume_indices(files.n_slices)
+        if sampler is None:
+            idx = self.volume_indices(files.n_slices)
+        else:
+            video_fps = None
+            if files.kind == "video":
+                from .video import read_video_info
+
+                video_fps = read_video_info(files.path, max_pixels=self.max_pixels).fps
+            idx = sampler.indices(files.n_slices, self.depth, video_fps=video_fps, path=files.path)
         if volumes is not None:
             wanted = list(volumes)
             for v in wanted:
@@ -821,6 +870,8 @@ class SliceStacker:
         self,
         scan: str | os.PathLike[str] | ScanFiles,
         volumes: Iterable[int] | None = None,
+        *,
+        sampler: ClipSampler | None = None,
     ) -> torch.Tensor:
         """Read a scan and return its volumes as a tensor (see :meth:`load`).
 
@@ -829,7 +880,7 @@ class SliceStacker:
         """
         import torch
 
-        return torch.from_numpy(self.load(scan, volumes))
+        return torch.from_numpy(self.load(scan, volumes, sampler=sampler))
 
 
 def _to_float(a: np.ndarray) -> np.ndarray:
@@ -869,6 +920,7 @@ def load_scan(
     depth: int = 4,
     *,
     as_numpy: bool = False,
+    sampler: ClipSampler | None = None,
     **kwargs: Any,
 ) -> Any:
     """Load one scan as the paper's stacked volumes in one line.
@@ -876,11 +928,15 @@ def load_scan(
     Example::
 
         vol = resnet3d.volumes.load_scan("scans/NCP/12/3104", depth=4)  # (N, 3, 4, 512, 512)
+        clips = resnet3d.volumes.load_scan("clip.mp4", depth=16, size=112)  # (N, 3, 16, ...)
 
     Args:
-        path: A folder of slices (PNG/JPEG/TIFF/BMP/WebP/DICOM) or a NIfTI file.
-        depth: Slices per volume.
+        path: A folder of slices (PNG/JPEG/TIFF/BMP/WebP/DICOM), a NIfTI file, or a video
+            file (frames are slices; see :mod:`resnet3d.video`).
+        depth: Slices (frames) per volume (clip).
         as_numpy: Return a numpy array instead of a tensor.
+        sampler: A :class:`~resnet3d.video.ClipSampler` choosing the clips (default: every
+            volume, as :meth:`SliceStacker.volume_indices` lays them out).
         **kwargs: Any other :class:`SliceStacker` field (``size``, ``window``, ...).
 
     Returns:
@@ -895,11 +951,14 @@ def load_scan(
         CorruptSliceError: Naming a slice that cannot be decoded.
         ImageTooLargeError: If a slice or the scan declares more than the size limits.
         InconsistentScanError: If slices differ in size, bit depth, series or orientation.
-        UnsupportedFormatError: For a multi-page or multi-frame slice file.
+        UnsupportedFormatError: For a multi-page or multi-frame slice file, or a video
+            whose codec FFmpeg cannot decode.
+        MissingDependencyError: For a DICOM, NIfTI or video scan without its optional
+            package (pydicom, nibabel, PyAV).
         ValueError: For an invalid stacker setting.
     """
     stacker = SliceStacker(depth=depth, **kwargs)
-    arr = stacker.load(path)
+    arr = stacker.load(path, sampler=sampler)
     if as_numpy:
         return arr
     import torch
