@@ -46,6 +46,16 @@ LEVELS = ("volume", "scan", "patient")
 SPLIT_FILE = "split.json"
 
 
+def __getattr__(name: str) -> Any:
+    # ``workflows.sweep`` is :func:`resnet3d.sweep.sweep`. The sweep package is built on this
+    # module, so it is imported by name when first asked for, never by this module's import.
+    if name == "sweep":
+        import importlib
+
+        return importlib.import_module("resnet3d.sweep").sweep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def class_positions(
     data_classes: Sequence[str], model_classes: Sequence[str], what: str = "the model"
 ) -> list[int]:

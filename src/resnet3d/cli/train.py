@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._common import (
     add_device_and_precision,
@@ -13,6 +14,9 @@ from ._common import (
     is_main_process,
     stacker_kwargs,
 )
+
+if TYPE_CHECKING:
+    from ..train import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,13 +33,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, type=Path, help="data set root (or CSV)")
     parser.add_argument(
+        "--out-dir", type=Path, default=None, help="run folder (default runs/MODEL-dDEPTH)"
+    )
+    add_training_options(parser)
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="auto|PATH",
+        help="continue a run: 'auto' (OUT/last.pt) or a checkpoint path; every setting "
+        "must be the run's except --epochs (more), --patience, --device, --workers, "
+        "--channels-last, --compile, --no-progress and --out-dir's spelling",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Every option of ``resnet3d train`` but ``--data``, ``--out-dir``, ``--resume`` and
+    ``--no-progress``: the recipe, the volumes and the hardware (``resnet3d sweep`` has them
+    too)."""
+    parser.add_argument(
         "--layout",
         choices=("auto", "ccii", "tree", "csv"),
         default="auto",
         help="data set layout (default: detect)",
-    )
-    parser.add_argument(
-        "--out-dir", type=Path, default=None, help="run folder (default runs/MODEL-dDEPTH)"
     )
     parser.add_argument("--model", default="resnet18", help="model name (resnet3d models)")
     parser.add_argument(
@@ -112,52 +133,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="volume cache from 'resnet3d build-volumes' (no decoding)",
     )
-    parser.add_argument(
-        "--resume",
-        default=None,
-        metavar="auto|PATH",
-        help="continue a run: 'auto' (OUT/last.pt) or a checkpoint path; every setting "
-        "must be the run's except --epochs (more), --patience, --device, --workers, "
-        "--channels-last, --compile, --no-progress and --out-dir's spelling",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..distributed import destroy_distributed
-    from ..train import TrainConfig
     from ..volumes import SliceStacker
     from ..workflows import fit_from_folder
 
     out_dir = args.out_dir or Path("runs") / f"{args.model}-d{args.depth}"
-    overrides = {} if args.dropout is None else {"dropout": args.dropout}
-    config = TrainConfig(
-        out_dir=str(out_dir),
-        model=args.model,
-        model_overrides=overrides,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_step=args.lr_step,
-        lr_gamma=args.lr_gamma,
-        weight_decay=args.weight_decay,
-        precision=args.precision,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        grad_accum=args.grad_accum,
-        workers=args.workers,
-        seed=args.seed,
-        monitor=args.monitor,
-        patience=args.patience,
-        sync_bn=args.sync_bn,
-        device=args.device,
-        progress=not args.no_progress,
-        pretrained=args.pretrained,
-        precise_bn=args.precise_bn,
-        augment=args.augment,
-        new_head=args.new_head,
-    )
+    config = train_config(args, out_dir)
     stacker = SliceStacker(**stacker_kwargs(args))
     announce_runtime(args.device, args.precision, args.channels_last)
     try:
@@ -188,3 +172,37 @@ def run(args: argparse.Namespace) -> int:
             print(f"  best: {result.best_checkpoint} ({how})")
         print(f"  log:  {out_dir / 'log.csv'}   split: {out_dir / 'split.json'}")
     return 0
+
+
+def train_config(args: argparse.Namespace, out_dir: Path) -> TrainConfig:
+    """The :class:`~resnet3d.train.TrainConfig` that the options of
+    :func:`add_training_options` (and ``--no-progress``, if the command has it) describe."""
+    from ..train import TrainConfig
+
+    overrides = {} if args.dropout is None else {"dropout": args.dropout}
+    return TrainConfig(
+        out_dir=str(out_dir),
+        model=args.model,
+        model_overrides=overrides,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_step=args.lr_step,
+        lr_gamma=args.lr_gamma,
+        weight_decay=args.weight_decay,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        grad_accum=args.grad_accum,
+        workers=args.workers,
+        seed=args.seed,
+        monitor=args.monitor,
+        patience=args.patience,
+        sync_bn=args.sync_bn,
+        device=args.device,
+        progress=not getattr(args, "no_progress", False),
+        pretrained=args.pretrained,
+        precise_bn=args.precise_bn,
+        augment=args.augment,
+        new_head=args.new_head,
+    )
