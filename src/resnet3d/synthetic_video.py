@@ -175,6 +175,7 @@ def write_video(
     pts: Sequence[int] | None = None,
     time_base: Fraction | None = None,
     rotation: int = 0,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """Encode ``uint8`` RGB frames ``(T, H, W, 3)`` into a video file (container by suffix).
 
@@ -192,6 +193,8 @@ def write_video(
         time_base: The unit of ``pts``; default ``1 / fps``.
         rotation: Display rotation in counter-clockwise degrees written to the container's
             display matrix (mp4/mov); frames are stored as given.
+        container_options: Muxer options, e.g. ``{"movflags": "faststart"}`` (the mp4 index
+            before the data).
 
     Returns:
         ``path``.
@@ -210,7 +213,7 @@ def write_video(
     codec = video_codec() if codec is None else codec
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(os.fspath(path), "w") as container:
+    with av.open(os.fspath(path), "w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"

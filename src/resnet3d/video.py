@@ -141,8 +141,8 @@ class VideoInfo:
         """The declaration in words, for messages."""
         rate = "variable" if self.variable_frame_rate else "constant"
         return (
-            f"a {self.codec} video of {self.frames} frames of {self.width} x {self.height} "
-            f"at {self.fps:.3g} fps ({rate} frame rate)"
+            f"{self.frames} frames of {self.width} x {self.height} ({self.codec}, "
+            f"{self.fps:.3g} fps, {rate} frame rate)"
         )
 
 
@@ -294,14 +294,18 @@ def _probe(path: Path, mtime_ns: int, size: int, max_pixels: int) -> VideoInfo:
         except av.error.FFmpegError as error:
             raise _decode_error(path, error) from error
         if first is None:
-            raise CorruptSliceError(
-                f"{os.fspath(path)}: {info.text} but no frame decodes (truncated or damaged)",
-                path=path,
-            )
+            raise _no_frames(info)
         rotation = _rotation_of(path, float(getattr(first, "rotation", 0) or 0))
     if info.variable_frame_rate:
         logger.debug("%s: variable frame rate; frames are sampled by timestamp", path)
     return dataclasses.replace(info, rotation=rotation)
+
+
+def _no_frames(info: VideoInfo) -> CorruptSliceError:
+    return CorruptSliceError(
+        f"{os.fspath(info.path)}: declares {info.text} but no frame decodes (truncated or damaged)",
+        path=info.path,
+    )
 
 
 def _decode_error(path: Path, error: BaseException) -> Exception:
@@ -313,7 +317,9 @@ def _decode_error(path: Path, error: BaseException) -> Exception:
             path=path,
         )
     return CorruptSliceError(
-        f"{os.fspath(path)}: cannot decode the video: {_ffmpeg_message(error)}", path=path
+        f"{os.fspath(path)}: cannot decode the video (truncated or damaged?): "
+        f"{_ffmpeg_message(error)}",
+        path=path,
     )
 
 
@@ -548,7 +554,7 @@ def _check_held(info: VideoInfo, count: int, max_voxels: int | None, max_bytes: 
     """Refuse before decoding if the frames to be returned exceed the scan limits."""
     height, width = info.display_hw
     voxels = count * height * width
-    what = f"{count} of its {info.frames} frames of {width} x {height} RGB to hold"
+    what = f"{count} frames of {width} x {height} RGB to be decoded, of {info.frames} in the video"
     _refuse_size(info.path, what, voxels, voxels * 3, max_voxels, max_bytes)
 
 
@@ -623,7 +629,7 @@ class _Decoder:
                 frames = iter(container.decode(stream))
                 count = 0
             frame = next(frames, None)
-            if frame is None and prev is None and k > 0:  # a seek led past the end
+            if frame is None and after_seek:  # a seek led past the decodable end
                 return self._restart(times, chosen, k)
             if frame is None:
                 self._finish(times, chosen, k, prev, prev_t)
@@ -665,10 +671,7 @@ class _Decoder:
         """End of stream: the last frame stands for targets within a frame of it."""
         path, info = self.info.path, self.info
         if prev is None:
-            raise CorruptSliceError(
-                f"{os.fspath(path)}: {info.text} but no frame decodes (truncated or damaged)",
-                path=path,
-            )
+            raise _no_frames(info)
         for j in range(k, len(times)):
             if times[j] > prev_t + 3 * self.half:
                 asked = round((times[j] - info.start_time) * info.fps)
