@@ -277,3 +277,40 @@ def test_workflows_sweep_is_the_sweep_and_imported_on_demand() -> None:
     code = "import sys, resnet3d.workflows; print('resnet3d.sweep' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_failed_cell_is_recorded_and_the_others_run(
+    tiny: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 8-slice scans make no 16-slice volume: that cell's training set is empty.
+    out = tmp_path / "failing"
+    data = tiny[0] / "data"
+    argv = ["sweep", "--data", str(data), "--out", str(out), "--grid", "depth=16"]
+    tiny_recipe = ["--model", "resnet10", "--size", "32", "--epochs", "1", "--workers", "0"]
+    assert main([*argv, *tiny_recipe, "--fractions", "0.34", "0.33", "0.33"]) == 2
+    captured = capsys.readouterr()
+    (record,) = cells_of(out)
+    assert record["status"] == "failed"
+    assert record["error"] == "the training set is empty: no volumes to train on"
+    assert "[1/1] failed   depth=16" in captured.out and record["error"] in captured.out
+    assert "1 cell(s) failed" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_gpu_devices_make_one_slot_per_group_of_nproc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet3d import inference
+    from resnet3d.sweep import runner
+
+    monkeypatch.setattr(inference, "check_device", lambda device: device)  # as if 4 GPUs
+    slots = runner._slots(["0", "1", "2", "3"], 2, None)
+    assert [s.env for s in slots] == [
+        {"CUDA_VISIBLE_DEVICES": "0,1"},
+        {"CUDA_VISIBLE_DEVICES": "2,3"},
+    ]
+    assert {s.device for s in slots} == {"cuda"}
+    assert len(runner._slots([0, 1, 2], 1, "cuda")) == 3
+    with pytest.raises(ValueError, match="leave device out"):
+        runner._slots(["0"], 1, "cuda:1")
+    with pytest.raises(ValueError, match="lists a GPU twice"):
+        runner._slots(["0", "0"], 1, None)
+    with pytest.raises(ValueError, match="'x' is not a GPU index"):
+        runner._slots(["x"], 1, None)
