@@ -696,7 +696,15 @@ class _Decoder:
             )
 
 
-def _to_rgb(frame: Any, rotation: int) -> np.ndarray:
+def _to_rgb(frame: Any, rotation: int, reformatter: Any = None) -> np.ndarray:
+    """A decoded frame as ``uint8`` RGB ``(H, W, 3)``, rotated for display.
+
+    One shared ``VideoReformatter`` keeps one swscale context for all the frames of a read:
+    ``frame.to_ndarray(format=...)`` sets up a new one (and its threads) per frame, which
+    cost ten times the conversion itself on small frames.
+    """
+    if reformatter is not None:
+        frame = reformatter.reformat(frame, format="rgb24")
     rgb = frame.to_ndarray(format="rgb24")
     if rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
@@ -776,7 +784,10 @@ def read_frames(
         "%s: %d frames asked, %d decoded, %d seeks", info.path, len(unique), decoder.decoded,
         decoder.seeks,
     )  # fmt: skip
-    converted = [_to_rgb(frame, rotation) for frame in frames]
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
+    converted = [_to_rgb(frame, rotation, reformatter) for frame in frames]
     for row, source in enumerate(inverse.reshape(-1)):
         out[row] = converted[source]
     return out
