@@ -3,7 +3,10 @@
 * :class:`ScanIndex` lists scans (one :class:`ScanRecord` each: class, patient, scan, slice
   count, path) from the CC-CCII layout (:meth:`ScanIndex.from_ccii`), a plain
   ``class/scan`` tree (:meth:`ScanIndex.from_tree`) or a CSV (:meth:`ScanIndex.from_csv`),
-  together with a :class:`ConsistencyReport`.
+  together with a :class:`ConsistencyReport`. A video file is a scan whose slices are its
+  frames: a ``class/<video file>`` tree (UCF101, HMDB51) or a ``path,label[,group]`` CSV
+  (Kinetics-style lists) indexes videos, with the video's group (:func:`video_group`, UCF101's
+  ``gNN``) as its patient id.
 * :func:`split_by_patient` splits an index into train/valid/test with no patient in two
   splits, stratified by class, identical for a seed on any machine, saved as JSON.
 * :class:`VolumeDataset` serves every volume of every scan as one sample, as the paper does:
@@ -20,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +41,7 @@ from .errors import (
     DatasetNotFoundError,
     Resnet3DError,
 )
-from .readers import ScanFiles, is_junk_name, natural_key, scan_files
+from .readers import VIDEO_SUFFIXES, ScanFiles, is_junk_name, is_video_name, natural_key, scan_files
 from .volumes import SliceStacker, convert_dtype, default_threads
 
 if TYPE_CHECKING:
@@ -54,6 +58,7 @@ __all__ = [
     "Split",
     "VolumeDataset",
     "split_by_patient",
+    "video_group",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +73,30 @@ SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 
 _INDEX_CSV_COLUMNS = ("label", "label_index", "patient_id", "scan_id", "n_slices", "path")
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: UCF101's file names: ``v_<Action>_g<group>_c<clip>`` (HMDB51 and others do not have it).
+_UCF_NAME = re.compile(r"^v_(?P<action>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$", re.IGNORECASE)
+
+
+def video_group(path: str | os.PathLike[str], label: str) -> str:
+    """The group of a video file: the patient id that keeps related clips in one split.
+
+    UCF101 names its videos ``v_<Action>_g<NN>_c<MM>``; the clips of a group are cut from one
+    longer recording (same actor, background, viewpoint), so they must never be on both sides
+    of a split. Groups are numbered per class, so the group is ``<label>_g<NN>``. Any other
+    name is its own group: the file name without its extension.
+
+    Args:
+        path: The video file (only its name is used).
+        label: The video's class.
+
+    Returns:
+        ``"<label>_gNN"`` for a UCF101-style name, else the file stem.
+    """
+    stem = _scan_stem(os.path.basename(os.fspath(path)))
+    match = _UCF_NAME.match(stem)
+    if match is None:
+        return stem
+    return f"{label}_g{int(match['group']):02d}"
 
 
 # ----------------------------------------------------------------------------------------
@@ -84,7 +113,7 @@ class ScanRecord:
         patient_id: Patient the scan belongs to (splits never separate a patient's scans).
         scan_id: Scan identifier, unique within the patient.
         n_slices: Slices in the scan.
-        path: The scan folder or NIfTI file.
+        path: The scan folder, NIfTI file or video file.
     """
 
     label: str
@@ -309,6 +338,14 @@ def _nifti_stem(name: str) -> str:
         if name.casefold().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _scan_stem(name: str) -> str:
+    """A scan file's id: its name without a NIfTI or video extension."""
+    for suffix in VIDEO_SUFFIXES:
+        if name.casefold().endswith(suffix):
+            return name[: -len(suffix)]
+    return _nifti_stem(name)
 
 
 def _probe_all(
@@ -653,10 +690,14 @@ class ScanIndex:
     ) -> ScanIndex:
         """Index a plain ``ROOT/<class>/<scan>`` tree (your own data, no patient level).
 
-        A scan is a folder of slices or a NIfTI file (``.nii``/``.nii.gz``, scan id = file
-        name without extension). Without a patient level every scan counts as its own
-        patient (``patient_id == scan_id``); use :meth:`from_csv` to give patient ids when
-        one patient has several scans, or patient-level splits will not be patient-level.
+        A scan is a folder of slices, a NIfTI file (``.nii``/``.nii.gz``) or a video file
+        (:data:`~resnet3d.readers.VIDEO_SUFFIXES`, needs PyAV); a file's scan id is its name
+        without extension. Without a patient level every scan counts as its own patient
+        (``patient_id == scan_id``); use :meth:`from_csv` to give patient ids when one
+        patient has several scans, or patient-level splits will not be patient-level. A
+        video's patient id is its group (:func:`video_group`): ``<class>_gNN`` for UCF101
+        names ``v_<Action>_gNN_cMM``, so a UCF101 or HMDB51 class folder tree is a data set
+        as it is.
 
         Args:
             root: The data set root.
@@ -685,16 +726,22 @@ class ScanIndex:
             classes = found
         classes = tuple(classes)
         present = _resolve_classes(root_path, classes, found, issues, lenient)
-        candidates: list[tuple[str, str, Path]] = []
+        candidates: list[tuple[str, str, str, Path]] = []
         for label in present:
             class_dir = root_path / label
             entries = sorted(os.scandir(class_dir), key=lambda e: natural_key(e.name))
             loose = []
             for entry in entries:
                 if entry.is_dir() and not is_junk_name(entry.name):
-                    candidates.append((label, entry.name, Path(entry.path)))
+                    candidates.append((label, entry.name, entry.name, Path(entry.path)))
                 elif entry.is_file() and _is_nifti(entry.name) and not entry.name.startswith("."):
-                    candidates.append((label, _nifti_stem(entry.name), Path(entry.path)))
+                    stem = _nifti_stem(entry.name)
+                    candidates.append((label, stem, stem, Path(entry.path)))
+                elif (
+                    entry.is_file() and is_video_name(entry.name) and not entry.name.startswith(".")
+                ):
+                    group = video_group(entry.name, label)
+                    candidates.append((label, group, _scan_stem(entry.name), Path(entry.path)))
                 elif entry.is_file() and not is_junk_name(entry.name):
                     loose.append(entry.name)
             if loose:
@@ -704,12 +751,12 @@ class ScanIndex:
                     f"{class_dir}: holds {len(loose)} slice-like files (e.g. {loose[0]!r}) "
                     "directly; expected one folder per scan: ROOT/<class>/<scan>/<slices>",
                 )
-        probes = _probe_all([c[2] for c in candidates], check_duplicates, threads)
+        probes = _probe_all([c[3] for c in candidates], check_duplicates, threads)
         rows = []
-        for (label, scan, path), probe in zip(candidates, probes):
+        for (label, patient, scan, path), probe in zip(candidates, probes):
             if _add_probe_issues(issues, path, probe):
                 rows.append(
-                    ScanRecord(label, classes.index(label), scan, scan, probe.n_slices, path)
+                    ScanRecord(label, classes.index(label), patient, scan, probe.n_slices, path)
                 )
         if not lenient:
             issues.raise_if_errors(os.fspath(root_path))
@@ -724,11 +771,13 @@ class ScanIndex:
     ) -> ScanIndex:
         """Index scans listed in a CSV file (e.g. one written by :meth:`to_csv`).
 
-        Required columns: ``path`` (scan folder or NIfTI file; relative paths are relative to
-        the CSV's folder) and ``label``. Optional: ``patient_id`` (default: the scan id, i.e.
-        every scan its own patient), ``scan_id`` (default: the path's last name, without a
-        NIfTI extension), ``n_slices`` (default: counted on disk), ``label_index`` (fixes the
-        class order).
+        Required columns: ``path`` (scan folder, NIfTI file or video file; relative paths are
+        relative to the CSV's folder) and ``label``. Optional: ``patient_id`` (default: the
+        scan id, i.e. every scan its own patient; for a video, :func:`video_group`), or
+        ``group``, its name for videos (the clips of one source video, UCF101's ``gNN``);
+        ``scan_id`` (default: the path's last name, without a NIfTI or video extension),
+        ``n_slices`` (default: counted on disk; a video's frames), ``label_index`` (fixes the
+        class order). A Kinetics-style list is ``path,label`` (every video its own group).
 
         Args:
             path: The CSV file.
@@ -771,8 +820,19 @@ class ScanIndex:
             scan_path = Path(raw_path)
             if not scan_path.is_absolute():
                 scan_path = base / scan_path
-            scan_id = rec.get("scan_id") or _nifti_stem(scan_path.name)
-            patient = rec.get("patient_id") or scan_id
+            scan_id = rec.get("scan_id") or _scan_stem(scan_path.name)
+            given, group = rec.get("patient_id"), rec.get("group")
+            if given and group and given != group:
+                raise DatasetLayoutError(
+                    f"{csv_path}:{line}: patient_id {given!r} and group {group!r} differ; they "
+                    "name the same thing (the unit a split keeps together): give one",
+                    path=csv_path,
+                )
+            patient = given or group
+            if not patient:
+                patient = (
+                    video_group(scan_path, label) if is_video_name(scan_path.name) else scan_id
+                )
             n_text = rec.get("n_slices")
             n_slices = _parse_int(n_text, csv_path, line, "n_slices") if n_text else None
             parsed.append((label, patient, scan_id, n_slices, scan_path))
@@ -815,7 +875,8 @@ class ScanIndex:
 
         ``"auto"``: a ``.csv`` file is read with :meth:`from_csv`; a folder with
         ``unzip_filenames.csv`` or a CC-CCII class folder (``NCP``, ``CP``, ``Normal``) with
-        :meth:`from_ccii`; any other folder with :meth:`from_tree`.
+        :meth:`from_ccii`; any other folder with :meth:`from_tree` (class folders of scan
+        folders, NIfTI files or video files).
 
         Args:
             source: A data set folder or an index CSV.
@@ -1390,13 +1451,14 @@ class VolumeDataset(Dataset):
     def slice_paths(self, item: int) -> list[Path | None]:
         """The slice files of a sample in depth order (``None`` for zero padding).
 
-        For a NIfTI scan every entry is the volume file.
+        For a NIfTI scan every entry is the volume file; for a video, the video file (the
+        frame numbers are :meth:`locate`'s).
         """
         scan, volume = self._position(item)
         row = self.index[scan]
         files = self._scan_files(scan, row)
         indices = self.stacker.volume_indices(row.n_slices)[volume]
-        if files.kind == "nifti":
+        if files.kind in ("nifti", "video"):
             return [files.path if i >= 0 else None for i in indices]
         return [files.slices[i] if i >= 0 else None for i in indices]
 
