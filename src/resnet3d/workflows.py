@@ -4,6 +4,10 @@ These glue the pieces together the way the CLI (and most users) need them: index
 set, split it by patient (saved next to the checkpoints), build volume data sets from the
 model's preprocessing spec, and report metrics at volume, scan and patient level.
 
+Video files are scans whose slices are frames: a clip is a volume, a video a scan and a
+group (UCF101's ``gNN``) a patient, so the same three levels are reported; for a video data
+set ``evaluation.json`` names them (``"level_names"``: clip, video, group).
+
 Data meet a model by class name, never by position: the same scans laid out as CC-CCII
 (classes ``NCP, CP, Normal``) or as a class tree (``CP, NCP, Normal``) are scored alike, and
 a class the model does not know is an error naming both sets (:func:`align_classes`).
@@ -35,6 +39,7 @@ from .inference import (
 )
 from .metrics import ClassificationReport, classification_report
 from .metrics import require_matplotlib as _require_matplotlib
+from .readers import is_junk_name, is_video_name, natural_key
 from .resnet import ResNet3D
 from .runtime import resolve_runtime
 from .train import TrainConfig, Trainer, TrainResult, resume_path
@@ -43,6 +48,8 @@ from .volumes import SliceStacker
 logger = logging.getLogger(__name__)
 
 LEVELS = ("volume", "scan", "patient")
+#: What the levels are for a data set of videos (:func:`level_names`).
+VIDEO_LEVELS = {"volume": "clip", "scan": "video", "patient": "group"}
 SPLIT_FILE = "split.json"
 
 
@@ -366,13 +373,57 @@ def _by_position(classes: Sequence[str], model: ResNet3D) -> None:
     )
 
 
+def level_names(index: ScanIndex) -> dict[str, str]:
+    """What each evaluation level is for ``index``: ``volume``/``scan``/``patient`` for
+    scans, ``clip``/``video``/``group`` when every scan is a video file."""
+    if len(index) and all(is_video_name(r.path.name) for r in index):
+        return dict(VIDEO_LEVELS)
+    return {level: level for level in LEVELS}
+
+
+def expand_scans(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Scan paths with folders of videos replaced by their videos (natural order).
+
+    A folder that holds video files but no slice file (directly or in subfolders, e.g. a
+    ``class/<video>`` tree) stands for its videos; any other path is kept as given.
+
+    Args:
+        paths: Scan folders, NIfTI files, video files or folders of videos.
+
+    Returns:
+        The scans.
+    """
+    out: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            out.append(path)
+            continue
+        videos: list[Path] = []
+        slices = False
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted((d for d in dirs if not is_junk_name(d)), key=natural_key)
+            for name in sorted(files, key=natural_key):
+                if is_video_name(name) and not name.startswith("."):
+                    videos.append(Path(folder) / name)
+                elif folder == os.fspath(path) and not is_junk_name(name):
+                    slices = True
+        out.extend(videos if videos and not slices else [path])
+    return out
+
+
 @dataclass
 class Evaluation:
-    """Metrics of one model on one data set at volume, scan and patient level."""
+    """Metrics of one model on one data set at volume, scan and patient level.
+
+    For videos the levels are clip, video and group (:attr:`level_names`); the keys stay
+    ``volume``, ``scan`` and ``patient``.
+    """
 
     reports: dict[str, ClassificationReport]
     predictions: Predictions
     files: list[Path] = field(default_factory=list)
+    level_names: dict[str, str] = field(default_factory=lambda: {lv: lv for lv in LEVELS})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: one report per level, plus the sample counts."""
@@ -382,8 +433,9 @@ class Evaluation:
         """One line per level: accuracy, macro F1 and macro AUROC."""
         lines = []
         for level, report in self.reports.items():
+            name = self.level_names.get(level, level)
             lines.append(
-                f"{level:8s} n={report.n_samples:5d}  accuracy {report.accuracy:.4f}  "
+                f"{name:8s} n={report.n_samples:5d}  accuracy {report.accuracy:.4f}  "
                 f"macro-F1 {report.macro['f1']:.4f}  macro-AUROC {report.macro['auroc']:.4f}"
             )
         return "\n".join(lines)
@@ -488,12 +540,16 @@ def evaluate_model(
             y, predictions.probs, groups=predictions.patient_ids, **common
         ),
     }
-    evaluation = Evaluation(reports=reports, predictions=predictions)
+    index = getattr(dataset, "index", None)
+    names = level_names(index) if isinstance(index, ScanIndex) else {lv: lv for lv in LEVELS}
+    evaluation = Evaluation(reports=reports, predictions=predictions, level_names=names)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         target = out / "evaluation.json"
         document: dict[str, Any] = {"labels": labels, "levels": evaluation.to_dict()}
+        if names != {lv: lv for lv in LEVELS}:
+            document["level_names"] = names
         if split is not None:
             document = {"split": split, **document}
         target.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
@@ -583,7 +639,8 @@ def predict_scans(
     Args:
         model: The model; its ``pretrained_cfg`` configures the volume builder unless
             ``stacker`` is given.
-        scans: Scan folders (or NIfTI files).
+        scans: Scan folders, NIfTI files or video files (see :func:`expand_scans` for
+            folders of videos).
         stacker: Override the model's preprocessing.
         batch_size: Volumes per forward pass.
         device: Device; default CUDA when present.

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split-file gives a split or the whole data set is used. The data's classes are "
         "matched to the model's by name (any --layout scores the same; a class the model "
         "does not know is an error). Writes evaluation.json "
-        "and confusion-matrix and ROC plots (PNG) per level to --out.",
+        "and confusion-matrix and ROC plots (PNG) per level to --out. A data set of video "
+        "files (class/<video> tree or path,label[,group] CSV) is evaluated per clip, video and "
+        "group (UCF101's gNN).",
     )
     add_model_source(parser)
     parser.add_argument("--data", required=True, type=Path, help="data set root (or CSV)")
@@ -105,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
         ci=args.ci,
         split=args.split,
     )
-    print(f"evaluated {len(dataset)} volumes of {len(subset)} scans ({args.split} split)")
+    names = evaluation.level_names
+    print(
+        f"evaluated {len(dataset)} {names['volume']}s of {len(subset)} {names['scan']}s "
+        f"({args.split} split)"
+    )
     print(evaluation.summary())
     print()
     print(evaluation.reports["patient"].to_markdown())

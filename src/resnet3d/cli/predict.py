@@ -1,4 +1,4 @@
-"""``resnet3d predict``: per-scan class probabilities for scan folders."""
+"""``resnet3d predict``: per-scan class probabilities for scan folders and video files."""
 
 from __future__ import annotations
 
@@ -23,14 +23,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="class probabilities per scan (volumes averaged)",
         description="Predict each scan's class: the scan is stacked into volumes exactly as "
         "the model's preprocessing spec says, every volume is classified and the "
-        "probabilities are averaged over the scan.",
+        "probabilities are averaged over the scan. A video file is a scan whose slices are "
+        "its frames (its clips are averaged); a folder of videos stands for its videos.",
     )
     parser.add_argument(
         "scans",
         nargs="+",
         type=Path,
-        metavar="SCAN_DIR",
-        help="scan folders of slices (or NIfTI files)",
+        metavar="SCAN",
+        help="scan folders of slices, NIfTI files, video files or folders of videos",
     )
     add_model_source(parser)
     parser.add_argument("--csv", type=Path, default=None, help="also write a CSV file")
@@ -42,14 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..workflows import predict_scans, stacker_for
+    from ..workflows import expand_scans, predict_scans, stacker_for
 
     model = load_model(args)
     stacker = stacker_for(model, **stacker_kwargs(args))
     announce_runtime(args.device, args.precision)
     results = predict_scans(
         model,
-        args.scans,
+        expand_scans(args.scans),
         stacker=stacker,
         batch_size=args.batch_size,
         device=args.device,

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(saved as OUT/split.json). Checkpoints OUT/last.pt and OUT/best.pt are written "
         "atomically after every epoch; --resume auto continues a stopped run exactly. "
         "Runs on CUDA when present (bf16 autocast, channels_last_3d); under torchrun on "
-        "several GPUs or machines with DistributedDataParallel.",
+        "several GPUs or machines with DistributedDataParallel. Video data sets (a "
+        "class/<video> tree such as UCF101's, or a path,label[,group] CSV) train on clips of "
+        "--depth frames, split by group (UCF101's gNN) as CT is split by patient.",
     )
     parser.add_argument("--data", required=True, type=Path, help="data set root (or CSV)")
     parser.add_argument(
