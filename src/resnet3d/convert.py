@@ -41,6 +41,7 @@ from ._utils import check_choice, to_3tuple
 from .config import ResNet3DConfig
 from .errors import Resnet3DError
 from .hub import CheckpointMismatchError, check_state_dict
+from .presets import get_preset
 from .resnet import ResNet3D
 from .torch_files import UnreadableTorchFileError, load_torch_file
 
@@ -483,12 +484,19 @@ def from_torchvision(
     its stages 2-4 use 2D (1x3x3) convolutions and keep the depth, which a config cannot
     express.
 
+    The model carries the input torchvision's video weights expect, the ``"kinetics400"``
+    preset of :mod:`resnet3d.presets` (16 frames resized to 128 x 171, centre-cropped to
+    112 x 112, Kinetics mean and std), in ``model.pretrained_cfg["preprocessing"]``:
+    :func:`resnet3d.hub.save_pretrained` stores it, and the volume builder of a model loaded
+    back (``resnet3d.workflows.stacker_for``) preprocesses as torchvision does.
+
     Args:
         state_dict: ``torchvision.models.video.r3d_18(...).state_dict()`` or similar, or a file.
         arch: ``"r3d_18"``, ``"r2plus1d_18"`` or ``"mc3_18"``; detected from the keys if omitted.
 
     Returns:
-        The converted model (eval mode; outputs equal torchvision's) and the report.
+        The converted model (eval mode; outputs equal torchvision's; preprocessing spec in
+        ``pretrained_cfg``) and the report.
 
     Raises:
         ConversionError: For ``mc3_18``-style mixed convolutions or an unknown layout.
@@ -539,9 +547,17 @@ def from_torchvision(
     report = ConversionReport("torchvision", config, mapped=report_pairs)
     report.notes.append(
         "torchvision's video models expect (B, 3, T, H, W) clips normalised with the Kinetics "
-        "mean and std; the converted model takes the same input"
+        "mean and std; the converted model takes the same input, and carries that "
+        "preprocessing (preset 'kinetics400') in pretrained_cfg['preprocessing']"
     )
-    return _build("torchvision", state, config, report), report
+    model = _build("torchvision", state, config, report)
+    model.pretrained_cfg = {
+        "architecture": config.name or None,
+        "preprocessing": get_preset("kinetics400"),
+        "labels": None,
+        "description": f"converted from torchvision's {name}",
+    }
+    return model, report
 
 
 def _detect_torchvision(src: Mapping[str, Tensor]) -> str:

@@ -44,7 +44,8 @@ __all__ = [
 #: CC-CCII's classes in the order the models output them (the paper's order).
 CCII_LABELS: tuple[str, ...] = ("NCP", "CP", "Normal")
 
-#: Keys a preprocessing spec may hold: the fields of ``volumes.SliceStacker.to_dict()``.
+#: Keys a preprocessing spec may hold: the fields of ``volumes.SliceStacker.to_dict()``
+#: (``crop``, ``mean`` and ``std`` appear there only when set).
 PREPROCESSING_KEYS: tuple[str, ...] = (
     "depth",
     "stride",
@@ -55,6 +56,9 @@ PREPROCESSING_KEYS: tuple[str, ...] = (
     "pad_mode",
     "resample",
     "dtype",
+    "crop",
+    "mean",
+    "std",
 )
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")

@@ -54,6 +54,7 @@ import einops
 import numpy as np
 from PIL import Image
 
+from . import presets
 from ._utils import check_choice, did_you_mean
 from .errors import (
     CorruptSliceError,
@@ -128,6 +129,9 @@ _RESAMPLE = {
     "box": Image.Resampling.BOX,
     "hamming": Image.Resampling.HAMMING,
 }
+#: Resampling done with torch instead of Pillow: bilinear without antialiasing, as
+#: torchvision's video transforms resize (``presets.resize_bilinear``).
+_TORCH_BILINEAR = "torch_bilinear"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -274,8 +278,19 @@ class SliceStacker:
         pad_mode: How ``"pad"`` fills a volume: ``"edge"`` repeats the last slice,
             ``"zero"`` appends black slices.
         resample: Pillow filter for resizing: ``"nearest"``, ``"bilinear"``, ``"bicubic"``,
-            ``"lanczos"``, ``"box"`` or ``"hamming"``.
-        dtype: ``"float32"`` in ``[0, 1]`` or ``"uint8"`` in ``[0, 255]``.
+            ``"lanczos"``, ``"box"`` or ``"hamming"``; or ``"torch_bilinear"``: bilinear
+            without antialiasing as ``torch.nn.functional.interpolate`` computes it, 8-bit
+            results rounded to the nearest level (what torchvision's video weights
+            transforms do; see :mod:`resnet3d.presets`).
+        dtype: ``"float32"`` in ``[0, 1]`` (or normalised, with ``mean`` and ``std``) or
+            ``"uint8"`` in ``[0, 255]`` (never normalised: the levels a cache stores).
+        crop: ``(H, W)`` (an int means square) of a centre crop taken after resizing,
+            placed as torchvision's ``center_crop`` places it; ``None`` (default) keeps the
+            whole slice. Must not exceed ``size``.
+        mean: Per-channel values subtracted from float32 volumes (after scaling to
+            ``[0, 1]``), one per channel; ``None`` (default) leaves them in ``[0, 1]``.
+            Given together with ``std``.
+        std: Per-channel values the float32 volumes are then divided by (each > 0).
         max_pixels: Largest slice accepted; larger files are rejected before decoding. Not
             part of the spec (:meth:`to_dict`), not compared.
         max_voxels: Largest scan accepted, in voxels as its headers declare (slices x rows x
@@ -302,6 +317,9 @@ class SliceStacker:
     pad_mode: str = "edge"
     resample: str = "bilinear"
     dtype: str = "float32"
+    crop: int | tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, compare=False)
     max_voxels: int | None = field(default=None, compare=False)
     max_bytes: int | None = field(default=None, compare=False)
@@ -339,12 +357,76 @@ class SliceStacker:
             )
         check_choice("remainder", self.remainder, _REMAINDERS)
         check_choice("pad_mode", self.pad_mode, _PAD_MODES)
-        check_choice("resample", self.resample, tuple(_RESAMPLE))
+        check_choice("resample", self.resample, (*_RESAMPLE, _TORCH_BILINEAR))
         check_choice("dtype", self.dtype, _DTYPES)
+        self._check_crop_and_normalisation()
         positive_int("max_pixels", self.max_pixels)
         for name in ("max_voxels", "max_bytes", "threads"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
+
+    def _check_crop_and_normalisation(self) -> None:
+        crop: Any = self.crop
+        if crop is not None:
+            if isinstance(crop, int) and not isinstance(crop, bool):
+                crop = (crop, crop)
+            if (
+                not isinstance(crop, Sequence)
+                or len(crop) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in crop)
+            ):
+                raise ValueError(f"crop must be an int >= 1, (H, W) or None, got {self.crop!r}")
+            crop = (int(crop[0]), int(crop[1]))
+            hw = self.hw
+            if hw is not None and (crop[0] > hw[0] or crop[1] > hw[1]):
+                raise ValueError(f"crop {crop} (H, W) is larger than size {hw}")
+            object.__setattr__(self, "crop", crop)
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(
+                f"mean and std are given together (or neither); got mean={self.mean!r}, "
+                f"std={self.std!r}"
+            )
+        for name in ("mean", "std"):
+            values: Any = getattr(self, name)
+            if values is None:
+                continue
+            if (
+                isinstance(values, str)
+                or not isinstance(values, Sequence)
+                or len(values) != self.channels
+                or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in values
+                )
+            ):
+                raise ValueError(
+                    f"{name} must list one finite number per channel ({self.channels}), got "
+                    f"{values!r}"
+                )
+            if name == "std" and any(v <= 0 for v in values):
+                raise ValueError(f"std values must be > 0, got {values!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> SliceStacker:
+        """A stacker from a named preset of :mod:`resnet3d.presets`.
+
+        Example::
+
+            stacker = SliceStacker.from_preset("kinetics400")  # torchvision's video weights
+            clips = stacker("clip.mp4")                          # (N, 3, 16, 112, 112)
+
+        Args:
+            name: A key of :data:`resnet3d.presets.PRESETS`, e.g. ``"kinetics400"``.
+            **overrides: Fields to set on top (``depth``, ``threads``, ...).
+
+        Returns:
+            The stacker.
+
+        Raises:
+            ValueError: For an unknown preset (closest names listed) or field.
+        """
+        return cls.from_dict(presets.get_preset(name), **overrides)
 
     # -- spec -----------------------------------------------------------------------------
 
@@ -370,6 +452,9 @@ class SliceStacker:
     def to_dict(self) -> dict[str, Any]:
         """The preprocessing spec as a JSON-able dict (without ``threads`` and ``max_pixels``).
 
+        ``crop``, ``mean`` and ``std`` appear only when set, so specs without them read as
+        they always have.
+
         Returns:
             A dict that :meth:`from_dict` turns back into an equal stacker.
         """
@@ -380,7 +465,7 @@ class SliceStacker:
                 if _is_pair(window)
                 else [list(w) if isinstance(w, tuple) else w for w in window]
             )
-        return {
+        spec: dict[str, Any] = {
             "depth": self.depth,
             "stride": self.stride,
             "size": None if self.hw is None else list(self.hw),
@@ -391,6 +476,11 @@ class SliceStacker:
             "resample": self.resample,
             "dtype": self.dtype,
         }
+        if self.crop is not None:
+            spec["crop"] = list(self.crop)  # type: ignore[arg-type]  # a pair after __post_init__
+        if self.mean is not None and self.std is not None:
+            spec["mean"], spec["std"] = list(self.mean), list(self.std)
+        return spec
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], **overrides: Any) -> SliceStacker:
@@ -414,8 +504,9 @@ class SliceStacker:
                     f"unknown SliceStacker field {key!r}; fields are {names}."
                     + did_you_mean(key, names)
                 )
-        if isinstance(merged.get("size"), list):
-            merged["size"] = tuple(merged["size"])
+        for key in ("size", "crop", "mean", "std"):
+            if isinstance(merged.get(key), list):
+                merged[key] = tuple(merged[key])
         return cls(**merged)
 
     def replace(self, **changes: Any) -> SliceStacker:
@@ -429,7 +520,7 @@ class SliceStacker:
         cache built with one serves the other whatever their depth, stride or remainder.
         """
         spec = self.to_dict()
-        return {k: spec[k] for k in ("size", "channels", "window", "resample")}
+        return {k: spec[k] for k in ("size", "channels", "window", "resample", "crop") if k in spec}
 
     # -- volume layout --------------------------------------------------------------------
 
@@ -495,9 +586,9 @@ class SliceStacker:
                     if want_gray and norm.mode == "RGB":
                         norm = norm.convert("L")
                     hw = self.hw
-                    if hw is not None and (height, width) != hw:
+                    if hw is not None and (height, width) != hw and self.resample in _RESAMPLE:
                         norm = norm.resize((hw[1], hw[0]), _RESAMPLE[self.resample])
-                    out = np.asarray(norm)
+                    out = self._torch_resize_and_crop(np.asarray(norm))
                     if len(self.windows) > 1:
                         out = np.repeat(out[..., None], len(self.windows), axis=-1)
                     return out, (height, width)
@@ -513,10 +604,20 @@ class SliceStacker:
 
     def _resize_float(self, values: np.ndarray) -> np.ndarray:
         hw = self.hw
-        if hw is None or values.shape[:2] == hw:
-            return values
+        if hw is None or values.shape[:2] == hw or self.resample not in _RESAMPLE:
+            return self._torch_resize_and_crop(values)
         im = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F")
-        return np.asarray(im.resize((hw[1], hw[0]), _RESAMPLE[self.resample]))
+        resized = np.asarray(im.resize((hw[1], hw[0]), _RESAMPLE[self.resample]))
+        return self._torch_resize_and_crop(resized)
+
+    def _torch_resize_and_crop(self, image: np.ndarray) -> np.ndarray:
+        """The resize Pillow does not do (``"torch_bilinear"``), then the centre crop."""
+        hw = self.hw
+        if self.resample == _TORCH_BILINEAR and hw is not None and image.shape[:2] != hw:
+            image = presets.resize_bilinear(image, hw)
+        if self.crop is not None:
+            image = np.ascontiguousarray(presets.center_crop(image, self.crop))  # type: ignore[arg-type]
+        return image
 
     def _map_deep(self, values: np.ndarray, domain: Domain) -> np.ndarray:
         """Resize then window a float32 ``(H, W)`` slice of deeper-than-8-bit data."""
@@ -699,9 +800,9 @@ class SliceStacker:
                 if (self.channels == 1 or len(self.windows) > 1) and sl.ndim == 3:
                     im = im.convert("L")
                 hw = self.hw
-                if hw is not None and sl.shape[:2] != hw:
+                if hw is not None and sl.shape[:2] != hw and self.resample in _RESAMPLE:
                     im = im.resize((hw[1], hw[0]), _RESAMPLE[self.resample])
-                a = np.asarray(im)
+                a = self._torch_resize_and_crop(np.asarray(im))
                 if len(self.windows) > 1:
                     a = np.repeat(a[..., None], len(self.windows), axis=-1)
                 out.append(a)
@@ -737,11 +838,14 @@ class SliceStacker:
                 move: gray slices stay one channel (``C = 1``) and uint8 slices stay uint8.
                 :func:`resnet3d.inference.prepare_batch` with ``channels=self.channels``
                 turns them into exactly the volumes ``compact=False`` gives (repeated
-                channels, ``x / 255``), on the device.
+                channels, ``x / 255``), on the device. A stacker with ``mean`` and ``std``
+                has no smaller exact form: its volumes come normalised, as without
+                ``compact``.
 
         Returns:
-            Volumes in this stacker's dtype (uint8 input is divided by 255 for float32);
-            with ``compact``, uint8 input stays uint8.
+            Volumes in this stacker's dtype (uint8 input is divided by 255 for float32,
+            then normalised with ``mean`` and ``std`` when set); with ``compact``, uint8
+            input stays uint8.
 
         Shape:
             ``(N, C, D, H, W)``; with ``compact``, ``(N, 1, D, H, W)`` for gray slices.
@@ -756,6 +860,9 @@ class SliceStacker:
             raise ValueError(
                 f"prepared slices have {arr.shape[-1]} channels but channels={self.channels}"
             )
+        if compact and self.mean is not None:
+            # prepare_batch only scales by 1/255: normalised volumes must travel as floats.
+            compact = False
         idx = self.volume_indices(len(arr)) if indices is None else np.asarray(indices)
         pad = idx < 0
         vols = arr[np.where(pad, 0, idx)]
@@ -772,12 +879,18 @@ class SliceStacker:
             np.divide(vols, np.float32(255.0), out=out[:, 0], dtype=np.float32)
             for c in range(1, self.channels):
                 out[:, c] = out[:, 0]
-            return out
+            return self._normalized(out)
         if arr.ndim == 3:
             out = einops.repeat(vols, "n d h w -> n c d h w", c=self.channels)
         else:
             out = einops.rearrange(vols, "n d h w c -> n c d h w")
-        return convert_dtype(np.ascontiguousarray(out), self.dtype)
+        return self._normalized(convert_dtype(np.ascontiguousarray(out), self.dtype))
+
+    def _normalized(self, volumes: np.ndarray) -> np.ndarray:
+        """float32 volumes normalised with ``mean`` and ``std`` when set (uint8 never)."""
+        if self.mean is None or self.std is None or volumes.dtype != np.float32:
+            return volumes
+        return presets.normalize(volumes, self.mean, self.std)
 
     def stack_array(self, slices: np.ndarray, domain: str = "auto") -> np.ndarray:
         """Stack slices already in memory: :meth:`prepare` then :meth:`stack_prepared`.
