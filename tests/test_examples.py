@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 from tests.helpers.cli import RUNTIME_LINE
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ["train_ccii.py", "finetune_pretrained.py", "predict_scan.py"]
+EXAMPLES = ["train_ccii.py", "finetune_pretrained.py", "predict_scan.py", "finetune_video.py"]
+# "clip     n=   24  accuracy 0.6250 ...": what finetune_video.py --tiny prints per level.
+ACCURACY = re.compile(r"^(clip|video|group) +n= *\d+ +accuracy (\d\.\d+)", re.MULTILINE)
 
 
 def run(*command: str, tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -39,6 +42,11 @@ def check_smoke_run(result: subprocess.CompletedProcess[str], tmp: Path) -> None
 def test_python_example_tiny(script: str, tmp_path: Path) -> None:
     result = run(sys.executable, str(ROOT / "examples" / script), "--tiny", tmp=tmp_path / "tmp")
     check_smoke_run(result, tmp_path / "tmp")
+    if script == "finetune_video.py":
+        # 4 classes: chance is 0.25; the synthetic motion is learnt from scratch in 8 epochs.
+        accuracy = {m[1]: float(m[2]) for m in ACCURACY.finditer(result.stdout)}
+        assert set(accuracy) == {"clip", "video", "group"}, result.stdout[-2000:]
+        assert accuracy["clip"] >= 0.45 and accuracy["video"] >= 0.45, accuracy
 
 
 @pytest.mark.slow
