@@ -277,6 +277,25 @@ def test_resume_reads_the_checkpoint_onto_the_cpu(
     assert seen == ["cpu"]
 
 
+def test_resume_at_another_thread_count_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # CPU kernels split reductions by thread: another count continues the recipe, not the bits.
+    make_trainer(tmp_path, 1).fit()
+    threads = torch.get_num_threads()
+    assert load_checkpoint(tmp_path / "last.pt")["threads"] == threads
+    with caplog.at_level("WARNING", logger="resnet3d.train"):
+        make_trainer(tmp_path, 2).fit(resume="auto")
+    assert "CPU threads" not in caplog.text
+    state = load_checkpoint(tmp_path / "last.pt")
+    state["threads"] = threads + 1
+    save_checkpoint(state, tmp_path / "last.pt")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="resnet3d.train"):
+        make_trainer(tmp_path, 3).fit(resume="auto")
+    assert f"OMP_NUM_THREADS={threads + 1} for an exact resume" in caplog.text
+
+
 def test_data_and_model_channels_must_agree(tmp_path: Path) -> None:
     data = pytest.importorskip("resnet3d.data")
     from resnet3d.phantom import write_dataset

@@ -461,6 +461,9 @@ class Trainer:
             "history": [dataclasses.asdict(row) for row in self.history],
             "precision": self.precision,
             "world_size": self.dist.world_size,
+            # CPU results are bitwise repeatable only at the same thread count (see
+            # docs/training.md, Determinism); a resume at another count is warned about.
+            "threads": torch.get_num_threads(),
         }
 
     def resume_differences(self, state: dict[str, Any]) -> list[str]:
@@ -544,6 +547,27 @@ class Trainer:
         self.best_metric = state.get("best_metric")
         self.epochs_without_improvement = int(state.get("epochs_without_improvement", 0))
         self.history = [EpochResult(**row) for row in state.get("history", [])]
+        self._warn_other_thread_count(state)
+
+    def _warn_other_thread_count(self, state: dict[str, Any]) -> None:
+        """Warn when a CPU run resumes at another thread count than it was trained with.
+
+        It continues the same recipe, but CPU kernels split their reductions by thread (the
+        batch statistics of BatchNorm, for one), so the numbers from here on are not bitwise
+        those of an uninterrupted run; the thread count is "how fast", so it is not refused.
+        """
+        trained = state.get("threads")
+        now = torch.get_num_threads()
+        if self.device.type != "cpu" or not isinstance(trained, int) or trained == now:
+            return
+        logger.warning(
+            "resuming with %d CPU threads; the checkpoint was trained with %d, so the run "
+            "continues the same recipe but not bitwise as an uninterrupted run would; set "
+            "OMP_NUM_THREADS=%d for an exact resume",
+            now,
+            trained,
+            trained,
+        )
 
     def resume(self, resume: str | os.PathLike[str]) -> bool:
         """Continue from a checkpoint: ``"auto"`` (``out_dir/last.pt`` if it exists) or a path.
