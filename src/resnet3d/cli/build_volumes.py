@@ -92,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(slice names, sizes, modification times) and each file's sha256. A rerun rebuilds "
         "the scans whose sources changed or whose file is missing or damaged and keeps the "
         "rest; interrupted builds resume. --verify OUT re-hashes every file and compares "
-        "every scan's sources, changing nothing.",
+        "every scan's sources, changing nothing. A data set of video files (class/<video> "
+        "tree or path,label CSV) stores each video's decoded frames as its slices.",
     )
     parser.add_argument("root", metavar="ROOT", help="data set folder or index CSV")
     parser.add_argument("out", metavar="OUT", nargs="?", help="cache folder")
