@@ -1,9 +1,10 @@
 """``resnet3d sweep`` end to end on the tiny phantom: results, restarts, a killed sweep, errors.
 
 The cells' processes run with one intra-op thread: on a CPU, torch's results are bitwise
-reproducible at a fixed thread count, and with two threads on a busy 2-core machine a run
-now and then is not (the last bits of a reduction), which would make comparing two sweeps
-a test of the machine's load.
+reproducible at a fixed thread count (tests/test_determinism.py), and pinning it keeps the
+comparison of two sweeps independent of the machine's core count. (One session saw 2 of 8
+two-thread runs differ on a busy machine; 41 later runs at 2 threads did not, so the cause
+is unknown: see docs/training.md, "Determinism".)
 """
 
 from __future__ import annotations
