@@ -661,12 +661,10 @@ class Trainer:
         for i, (_, (volumes, labels, scans, patients)) in enumerate(self.train_loader):
             # When augmenting, the layout is set once, after the augmentation's own copy.
             x = prepare_batch(volumes, self.device, self.channels_last and not augmenting, channels)
-            # uint8 volumes are finite by construction; float ones are checked per sample.
-            bad_inputs = (
-                ~torch.isfinite(x).flatten(1).all(dim=1)
-                if volumes.dtype.is_floating_point
-                else None
-            )
+            # Kept for the finite check, which looks at the input only when a loss is not
+            # finite (a NaN or infinite voxel always makes it so): no extra pass or device
+            # sync per step. uint8 volumes are finite by construction.
+            raw = x if volumes.dtype.is_floating_point else None
             if augmenting:
                 x = self.augment(x, augment_rng)
                 if self.channels_last:
@@ -683,7 +681,7 @@ class Trainer:
                     logits = self.net(x)
                 loss = cross_entropy(logits, y)
                 loss_value = float(loss.detach())
-                self._check_finite(loss_value, bad_inputs, scans, patients, i, lr)
+                self._check_finite(loss_value, raw, scans, patients, i, lr)
                 self.scaler.scale(loss / accum).backward()
             if last_micro:
                 self.scaler.step(self.optimizer)
@@ -726,7 +724,7 @@ class Trainer:
     def _check_finite(
         self,
         loss_value: float,
-        bad_inputs: torch.Tensor | None,
+        inputs: torch.Tensor | None,
         scans: Sequence[str],
         patients: Sequence[str],
         batch: int,
@@ -734,16 +732,19 @@ class Trainer:
     ) -> None:
         """Stop on a NaN or infinite input or loss on any rank, naming the batch's scans.
 
-        Under DDP the flags are summed over the ranks at every micro-batch, so all ranks see
-        a fault together and raise the same error; none is left waiting in the backward
-        pass's all-reduce for a rank that stopped.
+        A non-finite voxel makes the loss non-finite (BatchNorm spreads it over the batch), so
+        the input is examined only then: ``inputs`` (the float batch before augmentation, or
+        ``None`` for uint8 data) names the samples at fault. Under DDP the flag is summed over
+        the ranks at every micro-batch, so all ranks see a fault together and raise the same
+        error; none is left waiting in the backward pass's all-reduce for a rank that stopped.
         """
-        input_bad = bad_inputs is not None and bool(bad_inputs.any())
-        flags = torch.tensor([float(input_bad), float(not math.isfinite(loss_value))])
+        flag = torch.tensor([float(not math.isfinite(loss_value))])
         if self.dist.enabled:
-            flags = all_reduce_sum(flags, self.device)
-        if not flags.any():
+            flag = all_reduce_sum(flag, self.device)
+        if not flag.any():
             return
+        bad_inputs = None if inputs is None else ~torch.isfinite(inputs).flatten(1).all(dim=1)
+        input_bad = bad_inputs is not None and bool(bad_inputs.any())
         if input_bad and bad_inputs is not None:
             mask = bad_inputs.cpu().tolist()
             kept = [i for i, bad in enumerate(mask) if bad]
