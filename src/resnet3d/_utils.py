@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -65,3 +67,25 @@ def check_choice(name: str, value: str, options: Sequence[str]) -> str:
             + did_you_mean(value, options)
         )
     return value
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` (UTF-8) via a synced temporary file and a rename.
+
+    A process killed at any point leaves the previous file or the new one, never half of one.
+    The folder is created if needed. Returns the path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def env_flag(name: str) -> bool:
+    """True if the environment variable ``name`` is set to 1, on, yes or true (any case)."""
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from ._utils import check_choice, did_you_mean
+from ._utils import atomic_write_text, check_choice, did_you_mean
 from .errors import (
     DatasetLayoutError,
     DatasetNotFoundError,
@@ -933,18 +933,8 @@ class ScanIndex:
             except ValueError:
                 shown = os.fspath(resolved)
             writer.writerow([r.label, r.label_index, r.patient_id, r.scan_id, r.n_slices, shown])
-        _atomic_write_text(out, buffer.getvalue())
+        atomic_write_text(out, buffer.getvalue())
         return out
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _parse_int(text: str, path: Path, line: int, column: str) -> int:
@@ -1213,7 +1203,7 @@ class Split:
         }
         text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     @classmethod

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._hub_probe import hub_timeout, network_errors, probe_hub
-from ._utils import did_you_mean
+from ._utils import did_you_mean, env_flag
 from ._version import __version__
 from .errors import Resnet3DError
 from .pretrained import (
@@ -154,13 +154,9 @@ def _git_blob_sha1(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def _offline() -> bool:
     """Offline mode as the environment says *now* (huggingface_hub reads it once at import)."""
-    if _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE"):
+    if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE"):
         return True
     from huggingface_hub import constants
 

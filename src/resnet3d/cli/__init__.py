@@ -10,11 +10,11 @@ import argparse
 import errno
 import importlib
 import logging
-import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
+from .._utils import env_flag
 from .._version import __version__
 
 
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    debug = bool(getattr(args, "debug", False)) or _env_flag(DEBUG_ENV)
+    debug = bool(getattr(args, "debug", False)) or env_flag(DEBUG_ENV)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -158,10 +158,6 @@ def _first_line(text: str) -> str:
 def _one_line(text: str) -> str:
     # Messages of several lines (a list of differences) stay readable on one.
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 if __name__ == "__main__":  # pragma: no cover

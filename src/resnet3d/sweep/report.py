@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .._utils import atomic_write_text
 from .paper import PAPER_VALUES, PRESETS, SOURCE, paper_deviations, paper_values
 
 __all__ = ["LEVELS", "METRICS", "load_sweep", "write_sweep_report"]
@@ -697,10 +698,6 @@ def _write_atomic(path: Path, write: Any) -> Path:
     return path
 
 
-def _write_text(path: Path, text: str) -> Path:
-    return _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def write_sweep_report(
     out_dir: str | os.PathLike[str], *, plots: bool = True, dpi: int = 120
 ) -> list[Path]:
@@ -767,8 +764,8 @@ def write_sweep_report(
         plot_notes.append("Not drawn (plots=False).")
     document["plots"] = [p.name for p in written]
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    written.append(_write_text(root / "sweep.json", text))
-    written.append(_write_text(root / "sweep.csv", _csv(document["cells"])))
-    written.append(_write_text(root / "sweep.md", _markdown(document, plot_notes)))
+    written.append(atomic_write_text(root / "sweep.json", text))
+    written.append(atomic_write_text(root / "sweep.csv", _csv(document["cells"])))
+    written.append(atomic_write_text(root / "sweep.md", _markdown(document, plot_notes)))
     logger.info("sweep report: %s", ", ".join(p.name for p in written))
     return written

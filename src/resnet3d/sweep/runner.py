@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..data import _atomic_write_text
+from .._utils import atomic_write_text
 from ..train import TrainConfig
 from ..volumes import SliceStacker
 from .grid import SweepCell, base_settings, expand_grid
@@ -424,7 +424,7 @@ def _shared_split(
                     "trained on it; use another sweep folder for a new split"
                 )
         else:
-            _atomic_write_text(target, text)
+            atomic_write_text(target, text)
             created = True
         fractions = tuple(float(f) for f in doc.get("fractions", fractions))
         split_seed = int(doc["seed"]) if doc.get("seed") is not None else split_seed
@@ -488,7 +488,7 @@ def _prepare_cell(out: Path, cell: SweepCell, job: dict[str, Any]) -> dict[str, 
     shared = (out / SPLIT_FILE).read_text(encoding="utf-8")
     own = folder / SPLIT_FILE
     if not own.is_file():
-        _atomic_write_text(own, shared)
+        atomic_write_text(own, shared)
     elif own.read_text(encoding="utf-8") != shared:
         raise ValueError(
             f"{own} is not the sweep's split {out / SPLIT_FILE}: the cell was trained on other "
@@ -680,7 +680,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
-    _atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 
 @contextlib.contextmanager
