@@ -7,15 +7,12 @@ fault on one rank stops every rank with the same error, none waits for the other
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from tests.helpers.torchrun import ROOT, run_two_ranks
 from tests.helpers.toy import LABELS, TINY, ToyVolumes, make_trainer
-from tests.test_train_ddp import ROOT, free_port
 
 from resnet3d import phantom
 from resnet3d.checkpoint import load_checkpoint
@@ -157,19 +154,7 @@ DDP_SCRIPT = textwrap.dedent(
 def test_nan_input_on_one_rank_stops_every_rank_without_hanging(tmp_path: Path) -> None:
     script = tmp_path / "ddp_nan.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(script),
-        str(tmp_path),
-        str(ROOT),
-    ]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_two_ranks(script, str(tmp_path), str(ROOT), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     messages = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
     # Both ranks stop at the same batch with the same line, naming the poisoned scan.

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tests.helpers.torchrun import ROOT, run_two_ranks
 from tests.helpers.toy import ToyVolumes
 
 from resnet3d.distributed import DistInfo
@@ -19,29 +16,10 @@ from resnet3d.inference import make_loader, predict_loader
 from resnet3d.registry import create_model
 from resnet3d.train import volume_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_resume_and_metrics(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(ROOT / "tests" / "helpers" / "ddp_train.py"),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_two_ranks(ROOT / "tests" / "helpers" / "ddp_train.py", str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["world_size"] == 2
