@@ -7,20 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.test_convert import Payload
 
 from resnet3d.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet3d.cli import main
 from resnet3d.torch_files import UnsafeCheckpointError, load_torch_file
-
-
-class Payload:
-    """Touches ``marker`` when unpickled: proof that a refused file ran no code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        return (Path.touch, (self.marker,))
 
 
 def test_refused_pickle_says_not_a_safe_checkpoint_and_how_to_convert(tmp_path: Path) -> None:
