@@ -1,6 +1,6 @@
 """Taking clips from a long video: seeking to key frames vs decoding everything.
 
-Writes one synthetic video (``resnet3d.synthetic_video``: a moving square, H.264 via libx264
+Writes one synthetic video (``resnet3d.data.synthetic_video``: a moving square, H.264 via libx264
 when PyAV has it, else MPEG-4) with a key frame every ``--keyint`` frames, then times, side by
 side in one process on the same warm file (OS page cache):
 
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 from _common import time_blocked
 
-from resnet3d.synthetic_video import generate_video, video_codec, write_video
-from resnet3d.video import _Decoder, read_clips, read_video_info, sample_clips
+from resnet3d.data.synthetic_video import generate_video, video_codec, write_video
+from resnet3d.data.video import _Decoder, read_clips, read_video_info, sample_clips
 
 
 def decode_all(path: Path, clips: np.ndarray) -> np.ndarray:

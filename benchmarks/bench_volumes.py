@@ -1,6 +1,6 @@
 """Slices per second: naive Pillow loop vs SliceStacker (1 thread, all threads) vs cache reads.
 
-Writes one synthetic chest-CT scan (``resnet3d.phantom``; plain noise-free synthetic slices
+Writes one synthetic chest-CT scan (``resnet3d.data.phantom``; plain noise-free synthetic slices
 if the phantom is unavailable) as 8-bit gray PNG slices, then times, side by side in one
 process and on the same warm files (OS page cache):
 
@@ -40,15 +40,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from resnet3d.cache import (  # the two private names: the exact write and hash paths
+from resnet3d.data.cache import (  # the two private names: the exact write and hash paths
     VolumeCache,
     _save_npy_atomic,
     _sha256_file,
     build_cache,
     source_fingerprint,
 )
-from resnet3d.data import ScanIndex
-from resnet3d.volumes import SliceStacker, default_threads, list_slices
+from resnet3d.data.index import ScanIndex
+from resnet3d.data.volumes import SliceStacker, default_threads, list_slices
 
 
 def write_scan(root: Path, n_slices: int, size: int) -> tuple[Path, str]:
@@ -56,10 +56,10 @@ def write_scan(root: Path, n_slices: int, size: int) -> tuple[Path, str]:
     scan = root / "NCP" / "1" / "100"
     scan.mkdir(parents=True)
     try:
-        from resnet3d.phantom import generate_scan
+        from resnet3d.data.phantom import generate_scan
 
         slices = generate_scan("NCP", seed=0, n_slices=n_slices, size=size, return_hu=False).slices
-        source = "resnet3d.phantom.generate_scan (lung-windowed 8-bit gray)"
+        source = "resnet3d.data.phantom.generate_scan (lung-windowed 8-bit gray)"
     except ImportError:  # pragma: no cover - phantom not installed
         yy, xx = np.mgrid[0:size, 0:size]
         disk = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.4 * size) ** 2).astype(np.uint8)

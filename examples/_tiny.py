@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resnet3d import phantom
+from resnet3d.data import phantom
 
 
 def tiny_dataset(out: Path, patients: int = 9, size: int = 32) -> Path:

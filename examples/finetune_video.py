@@ -10,14 +10,14 @@ recording never sit on both sides; every video gives consecutive clips of ``--de
 
 ``--weights`` is a torchvision ``r3d_18`` or ``r2plus1d_18`` state dict (e.g.
 ``torch.save(torchvision.models.video.r3d_18(weights="DEFAULT").state_dict(), "r3d_18.pth")``):
-it is converted to resnet3d's layout (``resnet3d.convert.from_torchvision``, outputs equal to
+it is converted to resnet3d's layout (``resnet3d.models.convert.from_torchvision``, outputs equal to
 torchvision's), saved as a local export, and fine-tuned with a new head for your classes.
 Without it, ``--model`` is trained from scratch.
 
 The test split is then evaluated per clip, per video (mean of its clips' probabilities) and
 per group.
 
-``--tiny`` writes the synthetic moving-squares set (``resnet3d.synthetic_video``: the class is
+``--tiny`` writes the synthetic moving-squares set (``resnet3d.data.synthetic_video``: the class is
 the direction of motion, which no single frame shows; 12 videos per class, 16 frames of
 32 x 32) to a temporary folder, trains on it on the CPU (resnet10 from scratch for 8 epochs on
 clips of 8 frames, unless ``--weights`` or ``--model`` is given) and prints the test
@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import resnet3d
-from resnet3d.data import ScanIndex, VolumeDataset
-from resnet3d.inference import PRECISIONS
-from resnet3d.runtime import resolve_runtime
-from resnet3d.train import TrainConfig
+from resnet3d.data.index import ScanIndex, VolumeDataset
+from resnet3d.engine.inference import PRECISIONS
+from resnet3d.engine.runtime import resolve_runtime
+from resnet3d.engine.train import TrainConfig
 from resnet3d.workflows import (
     Evaluation,
     evaluate_model,
@@ -48,7 +48,7 @@ from resnet3d.workflows import (
 
 def convert_weights(weights: Path, out: Path) -> str:
     """torchvision video weights converted and saved as an export folder to start from."""
-    from resnet3d.convert import from_torchvision
+    from resnet3d.models.convert import from_torchvision
 
     model, report = from_torchvision(weights)
     print(f"converted {weights}: {report}")
@@ -138,7 +138,7 @@ def main() -> int:
         args.lr = 1e-4 if args.weights is not None else 1e-3
 
     if args.tiny:
-        from resnet3d.synthetic_video import write_video_dataset
+        from resnet3d.data.synthetic_video import write_video_dataset
 
         with tempfile.TemporaryDirectory(prefix="resnet3d-video-") as work:
             # Every video its own look (groups=videos): with few looks per class a model can

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import resnet3d
-from resnet3d.inference import PRECISIONS
-from resnet3d.runtime import resolve_runtime
+from resnet3d.engine.inference import PRECISIONS
+from resnet3d.engine.runtime import resolve_runtime
 from resnet3d.workflows import predict_scans
 
 
@@ -24,7 +24,7 @@ def write_tiny_inputs(work: Path) -> tuple[Path, str]:
     """A phantom scan folder of 8 PNG slices and an untrained export in ``work``."""
     from PIL import Image
 
-    scan = resnet3d.phantom.generate_scan("NCP", seed=0, n_slices=8, size=32)
+    scan = resnet3d.data.phantom.generate_scan("NCP", seed=0, n_slices=8, size=32)
     folder = work / "scan"
     folder.mkdir()
     for i, image in enumerate(scan.slices):

@@ -1,4 +1,4 @@
-"""Training augmentation (resnet3d.augment): specs, the draws against a brute-force oracle,
+"""Training augmentation (resnet3d.engine.augment): specs, the draws against a brute-force oracle,
 and the trainer's use of it (exact resume, validation untouched)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 from tests.helpers.toy import make_trainer
 
-from resnet3d.augment import DEFAULT_SHIFT, Augment, epoch_generator
-from resnet3d.train import TrainConfig
+from resnet3d.engine.augment import DEFAULT_SHIFT, Augment, epoch_generator
+from resnet3d.engine.train import TrainConfig
 
 
 @pytest.mark.parametrize(

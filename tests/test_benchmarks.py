@@ -220,7 +220,7 @@ def test_bench_cli_refuses_cuda_without_cuda(capsys: pytest.CaptureFixture) -> N
 def test_default_variants_are_what_the_trainer_and_predict_use(tmp_path: Path) -> None:
     from tests.helpers.toy import ToyVolumes
 
-    from resnet3d.train import TrainConfig, Trainer
+    from resnet3d.engine.train import TrainConfig, Trainer
 
     cpu = torch.device("cpu")
     trainer = Trainer(

@@ -3,7 +3,7 @@
 oneDNN's bf16 convolutions compute wrong weight gradients, or corrupt the heap and abort,
 for some shapes: on AVX512-BF16 CPUs without AMX (AMD Zen 4) whenever ``1 < depth < kd`` (the
 paper's stem on 4-slice volumes); with AMX for stride-2 convolutions of a 1 x 1 input. The
-library routes around both (:mod:`resnet3d.thin_depth`). These checks run in a subprocess,
+library routes around both (:mod:`resnet3d.models.thin_depth`). These checks run in a subprocess,
 so an abort fails one test instead of killing the suite, and once per instruction set this
 CPU can emulate by capping oneDNN with ``ONEDNN_MAX_CPU_ISA``: a machine with AMX checks
 the Zen 4 code path too, although it never takes it by itself.

@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet3d.cache import VolumeCache, build_cache
-from resnet3d.data import ScanIndex, VolumeDataset, split_by_patient
+from resnet3d.data.cache import VolumeCache, build_cache
+from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient
+from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import CacheError, CorruptSliceError, DatasetNotFoundError
-from resnet3d.volumes import SliceStacker
 
 LAYOUT: Mapping[str, Mapping[str, Mapping[str, int]]] = {
     "NCP": {"1": {"10": 7, "11": 3}, "2": {"20": 5}},
@@ -128,9 +128,9 @@ def test_interrupted_build_resumes_byte_identical(data: ScanIndex, tmp_path: Pat
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from resnet3d import cache
-    from resnet3d.data import ScanIndex
-    from resnet3d.volumes import SliceStacker
+    from resnet3d.data import cache
+    from resnet3d.data.index import ScanIndex
+    from resnet3d.data.volumes import SliceStacker
 
     root, out, keep = sys.argv[1], sys.argv[2], int(sys.argv[3])
     real_replace = os.replace

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet3d.cache import VolumeCache
 from resnet3d.cli import main
-from resnet3d.data import ScanIndex, Split
-from resnet3d.volumes import SliceStacker
+from resnet3d.data.cache import VolumeCache
+from resnet3d.data.index import ScanIndex, Split
+from resnet3d.data.volumes import SliceStacker
 
 
 def make_ccii(root: Path) -> Path:

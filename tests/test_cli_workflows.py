@@ -11,8 +11,8 @@ import torch
 from tests.helpers.cli import RUNTIME_LINE
 from tests.helpers.modules import hide_module
 
-from resnet3d import phantom
 from resnet3d.cli import main
+from resnet3d.data import phantom
 
 
 def train_argv(root: Path, run: Path, epochs: int) -> list[str]:

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from resnet3d import convert
-from resnet3d.convert import ConversionError
-from resnet3d.hub import CheckpointMismatchError
+from resnet3d.errors import CheckpointMismatchError
+from resnet3d.models import convert
+from resnet3d.models.convert import ConversionError
 
 
 def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from resnet3d.data import ScanIndex, VolumeDataset, split_by_patient
+from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient
+from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import CorruptSliceError, DatasetLayoutError
-from resnet3d.volumes import SliceStacker
 
 LAYOUT: Mapping[str, Mapping[str, Mapping[str, int]]] = {
     "NCP": {"1": {"10": 9, "11": 4}, "2": {"20": 3}},

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet3d.data import CCII_CLASSES, ScanIndex, ScanRecord
+from resnet3d.data.index import CCII_CLASSES, ScanIndex, ScanRecord
 from resnet3d.errors import DatasetLayoutError, DatasetNotFoundError
 
 Layout = Mapping[str, Mapping[str, Mapping[str, int]]]  # class -> patient -> scan -> n_slices
@@ -71,7 +71,7 @@ def test_ccii_rows_counts_and_order(tmp_path: Path) -> None:
 
 
 def test_phantom_data_set_matches_its_csv(tmp_path: Path) -> None:
-    phantom = pytest.importorskip("resnet3d.phantom")
+    phantom = pytest.importorskip("resnet3d.data.phantom")
     root = phantom.write_dataset(tmp_path / "ph", patients=3, size=32, slices=(3, 5), masks=True)
     index = ScanIndex.from_ccii(root)
     assert index.report.ok, index.report  # mask files and phantom.json are not scans

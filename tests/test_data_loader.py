@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from resnet3d.cache import build_cache
-from resnet3d.data import ScanIndex, VolumeDataset, _stack_volumes
-from resnet3d.distributed import DistInfo
-from resnet3d.inference import loader_channels, make_loader, prepare_batch
-from resnet3d.train import TrainConfig, Trainer
-from resnet3d.volumes import SliceStacker
+from resnet3d.data.cache import build_cache
+from resnet3d.data.index import ScanIndex, VolumeDataset, _stack_volumes
+from resnet3d.data.volumes import SliceStacker
+from resnet3d.engine.distributed import DistInfo
+from resnet3d.engine.inference import loader_channels, make_loader, prepare_batch
+from resnet3d.engine.train import TrainConfig, Trainer
 
 CPU = torch.device("cpu")
 SIZE = 8

@@ -17,8 +17,9 @@ from tests.helpers.explain import exported_scan, hook_count, scan_model, tiny, w
 from torch import nn
 
 import resnet3d
-from resnet3d import phantom
 from resnet3d.cli import main
+from resnet3d.data import phantom
+from resnet3d.data.volumes import SliceStacker
 from resnet3d.explain import (
     colorize,
     contact_sheet,
@@ -30,7 +31,6 @@ from resnet3d.explain import (
     overlay,
     slice_heatmaps,
 )
-from resnet3d.volumes import SliceStacker
 from resnet3d.workflows import stacker_for
 
 # ----------------------------------------------------------------------------------- oracles

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tests.helpers.toy import ToyVolumes
 
 from resnet3d import create_model
-from resnet3d.train import TrainConfig, Trainer
+from resnet3d.engine.train import TrainConfig, Trainer
 
 pytestmark = pytest.mark.gpu
 

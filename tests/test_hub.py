@@ -16,15 +16,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import resnet3d
-from resnet3d import hub
-from resnet3d.hub import (
-    CheckpointMismatchError,
-    InvalidExportError,
-    WeightsNotPublishedError,
-    adapt_input_conv,
-    from_pretrained,
-    save_pretrained,
-)
+from resnet3d.errors import CheckpointMismatchError, InvalidExportError, WeightsNotPublishedError
+from resnet3d.models import pretrained as loading
+from resnet3d.models.pretrained import from_pretrained
+from resnet3d.weights import export_format, save
+from resnet3d.weights.save import save_pretrained
+from resnet3d.weights.state_dict import adapt_input_conv
 
 SPEC = {"depth": 4, "size": 16, "channels": 3, "window": None, "stride": 4}
 
@@ -210,7 +207,7 @@ def test_num_classes_reinitialises_only_the_head(
     export: tuple[resnet3d.ResNet3D, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     model, folder = export
-    with caplog.at_level(logging.INFO, logger="resnet3d.hub"):
+    with caplog.at_level(logging.INFO, logger="resnet3d.models.pretrained"):
         adapted = from_pretrained(folder, num_classes=5)
     assert "re-initialised the classifier: 3 -> 5" in caplog.text
     assert adapted.num_classes == 5 and adapted.fc.weight.shape == (5, 8)
@@ -302,7 +299,7 @@ def test_interrupted_save_keeps_the_previous_export(
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # e.g. Ctrl-C after the weights were written
 
-    monkeypatch.setattr(hub, "_write_model_card", crash)
+    monkeypatch.setattr(save, "write_model_card", crash)
     with pytest.raises(KeyboardInterrupt):
         save_pretrained(tiny(seed=7), folder, overwrite=True)
     assert _snapshot(folder) == before
@@ -323,10 +320,10 @@ def test_failed_swap_restores_the_previous_export(
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(hub.os, "replace", flaky_replace)
+    monkeypatch.setattr(save.os, "replace", flaky_replace)
     with pytest.raises(OSError, match="disk full"):
         save_pretrained(tiny(seed=7), folder, overwrite=True)
-    monkeypatch.setattr(hub.os, "replace", real_replace)
+    monkeypatch.setattr(save.os, "replace", real_replace)
     assert _snapshot(folder) == before
     assert [p.name for p in folder.parent.iterdir()] == ["export"]
 
@@ -377,7 +374,9 @@ def test_export_files_get_the_users_umask(
     folder = save_pretrained(tiny(), tmp_path / "export", preprocessing=SPEC)
     modes = _modes(folder)
     assert modes.pop("export") == 0o777 & ~mask  # e.g. 0755, not mkdtemp's 0700
-    assert modes == dict.fromkeys(hub.EXPORT_FILES, 0o666 & ~mask)  # not safetensors' 0600
+    assert modes == dict.fromkeys(
+        export_format.EXPORT_FILES, 0o666 & ~mask
+    )  # not safetensors' 0600
     # Replacing an export, wholesale or file by file beside foreign files, keeps the rule.
     save_pretrained(tiny(seed=3), folder, overwrite=True)
     assert _modes(folder)["model.safetensors"] == 0o666 & ~mask
@@ -386,7 +385,10 @@ def test_export_files_get_the_users_umask(
     save_pretrained(tiny(seed=4), folder, overwrite=True)
     modes = _modes(folder)
     assert modes.pop("export") == 0o700
-    assert modes == {**dict.fromkeys(hub.EXPORT_FILES, 0o666 & ~mask), "notes.txt": 0o666 & ~mask}
+    assert modes == {
+        **dict.fromkeys(export_format.EXPORT_FILES, 0o666 & ~mask),
+        "notes.txt": 0o666 & ~mask,
+    }
 
 
 # ----------------------------------------------------------------------------- names
@@ -426,15 +428,15 @@ def test_directory_never_shadows_alias_or_repo_id(
     model.save_pretrained("org/name")
     model.save_pretrained("plainname")
     with (
-        caplog.at_level(logging.WARNING, logger="resnet3d.hub"),
+        caplog.at_level(logging.WARNING, logger="resnet3d.models.pretrained"),
         pytest.raises(WeightsNotPublishedError),
     ):
         from_pretrained("ccii-depth4")
     assert "pass './ccii-depth4'" in caplog.text
-    assert hub._resolve_name("org/name") == ("repo", "org/name")
-    assert hub._resolve_name("./org/name") == ("dir", "./org/name")
-    assert hub._resolve_name(Path("org/name")) == ("dir", Path("org/name"))
-    assert hub._resolve_name("plainname") == ("dir", "plainname")
+    assert loading._resolve_name("org/name") == ("repo", "org/name")
+    assert loading._resolve_name("./org/name") == ("dir", "./org/name")
+    assert loading._resolve_name(Path("org/name")) == ("dir", Path("org/name"))
+    assert loading._resolve_name("plainname") == ("dir", "plainname")
     x = volume()
     with torch.no_grad():
         assert torch.equal(from_pretrained("./ccii-depth4")(x), model(x))

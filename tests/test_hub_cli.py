@@ -12,11 +12,13 @@ import pytest
 import torch
 
 import resnet3d
-from resnet3d.checkpoint import save_checkpoint
+from resnet3d._utils import sha256_file
 from resnet3d.cli import main
-from resnet3d.hub import from_pretrained, metrics_from_evaluation, sha256_file
+from resnet3d.data.volumes import SliceStacker
+from resnet3d.engine.checkpoint import save_checkpoint
 from resnet3d.metrics import classification_report
-from resnet3d.volumes import SliceStacker
+from resnet3d.models.pretrained import from_pretrained
+from resnet3d.weights.evaluation import metrics_from_evaluation
 
 LABELS = ["NCP", "CP", "Normal"]
 
@@ -120,8 +122,8 @@ def test_model_card_names_the_split_that_evaluate_recorded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``resnet3d evaluate --split test`` records the split; ``export`` names it in the card."""
-    from resnet3d.data import ScanIndex, split_by_patient
-    from resnet3d.phantom import write_dataset
+    from resnet3d.data.index import ScanIndex, split_by_patient
+    from resnet3d.data.phantom import write_dataset
 
     root = write_dataset(
         tmp_path / "data", patients=9, size=32, slices=(4, 4), scans_per_patient=(1, 1)

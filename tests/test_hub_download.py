@@ -20,14 +20,11 @@ import pytest
 import torch
 
 import resnet3d
-from resnet3d import hub, pretrained
-from resnet3d._hub_probe import HUB_TIMEOUT_S, hub_timeout
-from resnet3d.hub import (
-    HubUnavailableError,
-    InvalidExportError,
-    WeightsIntegrityError,
-    from_pretrained,
-)
+from resnet3d.errors import HubUnavailableError, InvalidExportError, WeightsIntegrityError
+from resnet3d.models.pretrained import from_pretrained, upload_folder
+from resnet3d.weights import table as pretrained
+from resnet3d.weights.export_format import entry_from_export
+from resnet3d.weights.probe import HUB_TIMEOUT_S, hub_timeout
 
 REPO = "resnet3d-test/ccii-depth4"
 LABELS = ["NCP", "CP", "Normal"]
@@ -541,7 +538,7 @@ def test_push_to_hub_then_load_back(fake_hub: FakeHub, tmp_path: Path) -> None:
     assert cfg is not None and cfg["revision"] == commit and cfg["metrics"][0]["value"] == 0.75
     # The table entry for what was pushed: its hash is the pushed file's.
     folder = model.save_pretrained(tmp_path / "again", labels=LABELS, preprocessing=SPEC)
-    entry = hub.entry_from_export(folder, alias="my-alias", repo_id="me/pushed", revision=commit)
+    entry = entry_from_export(folder, alias="my-alias", repo_id="me/pushed", revision=commit)
     assert entry.published
     assert entry.sha256 == hashlib.sha256(stored["model.safetensors"]).hexdigest()
     # A second push to the existing repo makes a new commit on the same branch.
@@ -553,9 +550,9 @@ def test_upload_refuses_invalid_export(fake_hub: FakeHub, tmp_path: Path) -> Non
     folder = tiny().save_pretrained(tmp_path / "bad")
     (folder / "config.json").write_text("{}")
     with pytest.raises(InvalidExportError):
-        hub.upload_folder(folder, "me/bad")
+        upload_folder(folder, "me/bad")
     with pytest.raises(ValueError, match="org/name"):
-        hub.upload_folder(tiny().save_pretrained(tmp_path / "ok"), "no-slash")
+        upload_folder(tiny().save_pretrained(tmp_path / "ok"), "no-slash")
     assert not any(r.startswith("POST") for r in fake_hub.requests)
 
 

@@ -33,7 +33,8 @@ def test_import_is_numpy_only() -> None:
     code = (
         "import sys, resnet3d.metrics as m; "
         "m.classification_report([0, 1], [[0.9, 0.1], [0.2, 0.8]]); "
-        "bad = [k for k in ('torch', 'matplotlib', 'resnet3d.resnet', 'resnet3d.layers') "
+        "bad = [k for k in ('torch', 'matplotlib', 'resnet3d.models.resnet', "
+        "'resnet3d.models.layers') "
         "if k in sys.modules]; print(bad)"
     )
     out = subprocess.run(

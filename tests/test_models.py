@@ -10,8 +10,8 @@ from torch import nn
 
 import resnet3d
 from resnet3d import ResNet3D, ResNet3DConfig, create_model, list_models
-from resnet3d.blocks import BasicBlock3d, Bottleneck3d, ProjectionShortcut, ZeroPadShortcut
-from resnet3d.layers import Conv2Plus1d, tran_midplanes
+from resnet3d.models.blocks import BasicBlock3d, Bottleneck3d, ProjectionShortcut, ZeroPadShortcut
+from resnet3d.models.layers import Conv2Plus1d, tran_midplanes
 
 monai_nets = pytest.importorskip("monai.networks.nets")
 

@@ -1,4 +1,4 @@
-"""Tests of the synthetic chest-CT phantom (resnet3d.phantom) and ``resnet3d phantom``."""
+"""Tests of the synthetic chest-CT phantom (resnet3d.data.phantom) and ``resnet3d phantom``."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet3d import phantom
 from resnet3d.cli import main
-from resnet3d.phantom import (
+from resnet3d.data import phantom
+from resnet3d.data.phantom import (
     CLASSES,
     CSV_COLUMNS,
     CSV_NAME,
@@ -363,7 +363,7 @@ def test_predict_takes_a_shell_glob_over_a_patients_scans(
 
 
 def test_scan_index_reads_a_phantom_dataset_without_issues(dataset: Path) -> None:
-    data = pytest.importorskip("resnet3d.data")
+    data = pytest.importorskip("resnet3d.data.index")
     index = data.ScanIndex.from_ccii(dataset)
     rows = _read_csv(dataset)
     assert len(index) == len(rows)
@@ -590,7 +590,7 @@ def test_cli_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_phantom_does_not_import_torch() -> None:
-    code = "import sys, resnet3d.phantom; sys.exit('torch' in sys.modules)"
+    code = "import sys, resnet3d.data.phantom; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

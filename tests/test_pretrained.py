@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet3d import pretrained
-from resnet3d.pretrained import Metric, PretrainedEntry
+from resnet3d.weights import table as pretrained
+from resnet3d.weights.table import Metric, PretrainedEntry
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
 SHA = "ab" * 32
@@ -42,7 +42,7 @@ def test_paper_aliases_exist_and_describe_their_input() -> None:
 
 def test_preprocessing_specs_are_slice_stacker_specs() -> None:
     # Each spec must configure the volume builder exactly: it round-trips through SliceStacker.
-    from resnet3d.volumes import SliceStacker
+    from resnet3d.data.volumes import SliceStacker
 
     for entry in pretrained.entries():
         spec = dict(entry.preprocessing)
@@ -160,7 +160,9 @@ def test_docs_contain_the_generated_table() -> None:
 
 
 def test_table_imports_no_torch() -> None:
-    code = "import sys, resnet3d.pretrained as p; p.table_markdown(); print('torch' in sys.modules)"
+    code = (
+        "import sys, resnet3d.weights.table as p; p.table_markdown(); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

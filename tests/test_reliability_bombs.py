@@ -20,12 +20,12 @@ import pytest
 from PIL import Image
 from tests.test_volumes_errors import no_decoding  # noqa: F401 (a fixture)
 
-from resnet3d import readers, volumes
-from resnet3d.cache import build_cache
-from resnet3d.data import ScanIndex, ScanRecord, VolumeDataset
+from resnet3d.data import readers, volumes
+from resnet3d.data.cache import build_cache
+from resnet3d.data.index import ScanIndex, ScanRecord, VolumeDataset
+from resnet3d.data.readers import MAX_BYTES_ENV, MAX_VOXELS_ENV, read_dicom, read_nifti
+from resnet3d.data.volumes import SliceStacker, load_scan
 from resnet3d.errors import ImageTooLargeError, UnsupportedFormatError
-from resnet3d.readers import MAX_BYTES_ENV, MAX_VOXELS_ENV, read_dicom, read_nifti
-from resnet3d.volumes import SliceStacker, load_scan
 
 HUGE = (512, 512, 32767)  # int16: 17 GB declared
 RAS = np.eye(4)
@@ -33,7 +33,7 @@ LAS = np.diag([-1.0, 1.0, 1.0, 1.0])
 
 _UNDER_RLIMIT = r"""
 import resource, sys
-import nibabel, resnet3d.readers, resnet3d.volumes  # imported before the cap
+import nibabel, resnet3d.data.readers, resnet3d.data.volumes  # imported before the cap
 
 def address_space():
     for line in open("/proc/self/status"):
@@ -48,7 +48,7 @@ try:
 except MemoryError:
     print("CONTROL: 4 GiB refused")
 try:
-    resnet3d.volumes.load_scan(sys.argv[1], depth=1, as_numpy=True, threads=1)
+    resnet3d.data.volumes.load_scan(sys.argv[1], depth=1, as_numpy=True, threads=1)
 except BaseException as error:
     print("RAISED", type(error).__name__, str(error))
 else:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet3d.cache import JOURNAL, VolumeCache, build_cache
 from resnet3d.cli import main
-from resnet3d.data import ScanIndex
+from resnet3d.data.cache import JOURNAL, VolumeCache, build_cache
+from resnet3d.data.index import ScanIndex
+from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import CacheError
-from resnet3d.volumes import SliceStacker
 
 STACKER = SliceStacker(depth=2, size=(6, 6))
 SCANS = {"NCP/1/10": 4, "CP/2/20": 3, "Normal/3/30": 5}

@@ -18,15 +18,15 @@ import pytest
 import torch
 from tests.helpers.toy import TINY
 
-from resnet3d import phantom
-from resnet3d.checkpoint import load_checkpoint
 from resnet3d.cli import main
-from resnet3d.data import ScanIndex, VolumeDataset
+from resnet3d.data import phantom
+from resnet3d.data.index import ScanIndex, VolumeDataset
+from resnet3d.data.volumes import SliceStacker
+from resnet3d.engine.checkpoint import load_checkpoint
+from resnet3d.engine.train import TrainConfig
 from resnet3d.metrics import classification_report
-from resnet3d.registry import create_model
-from resnet3d.resnet import ResNet3D
-from resnet3d.train import TrainConfig
-from resnet3d.volumes import SliceStacker
+from resnet3d.models.registry import create_model
+from resnet3d.models.resnet import ResNet3D
 from resnet3d.workflows import evaluate_model, fit_from_folder
 
 MODEL_LABELS = ["NCP", "CP", "Normal"]

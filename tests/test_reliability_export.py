@@ -10,7 +10,7 @@ from tests.test_hub_cli import training_checkpoint
 
 import resnet3d
 from resnet3d.cli import main
-from resnet3d.hub import EXPORT_FILES
+from resnet3d.weights.export_format import EXPORT_FILES
 
 USERS_README = "# My project\n\nNotes I wrote myself.\n"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from tests.test_convert import Payload
 
-from resnet3d.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet3d.cli import main
+from resnet3d.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet3d.torch_files import UnsafeCheckpointError, load_torch_file
 
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from tests.helpers.toy import TINY
 
-from resnet3d import phantom
-from resnet3d.checkpoint import CheckpointError, load_checkpoint
 from resnet3d.cli import main
-from resnet3d.train import TrainConfig
-from resnet3d.volumes import SliceStacker
+from resnet3d.data import phantom
+from resnet3d.data.volumes import SliceStacker
+from resnet3d.engine.checkpoint import CheckpointError, load_checkpoint
+from resnet3d.engine.train import TrainConfig
 from resnet3d.workflows import fit_from_folder
 
 FRACTIONS = (0.5, 0.5, 0.0)

@@ -16,17 +16,17 @@ import pytest
 from PIL import Image
 from tests.test_volumes_errors import no_decoding  # noqa: F401 (a fixture)
 
-from resnet3d import readers
-from resnet3d.cache import build_cache
-from resnet3d.data import ScanIndex, ScanRecord, VolumeDataset
+from resnet3d.data import readers
+from resnet3d.data.cache import build_cache
+from resnet3d.data.index import ScanIndex, ScanRecord, VolumeDataset
+from resnet3d.data.readers import read_slice, scan_files
+from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import (
     CorruptSliceError,
     InconsistentScanError,
     Resnet3DError,
     UnsupportedFormatError,
 )
-from resnet3d.readers import read_slice, scan_files
-from resnet3d.volumes import SliceStacker
 
 SIZE = 8
 

@@ -14,10 +14,10 @@ import pytest
 from tests.helpers.torchrun import ROOT, run_two_ranks
 from tests.helpers.toy import LABELS, TINY, ToyVolumes, make_trainer
 
-from resnet3d import phantom
-from resnet3d.checkpoint import load_checkpoint
 from resnet3d.cli import main
-from resnet3d.train import TrainConfig, Trainer, TrainingDivergedError
+from resnet3d.data import phantom
+from resnet3d.engine.checkpoint import load_checkpoint
+from resnet3d.engine.train import TrainConfig, Trainer, TrainingDivergedError
 
 
 def tiny_config(out: Path, **changes: object) -> TrainConfig:
@@ -127,8 +127,8 @@ DDP_SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[2])
     from tests.helpers.toy import LABELS, TINY, ToyVolumes
 
-    from resnet3d.distributed import destroy_distributed
-    from resnet3d.train import TrainConfig, Trainer, TrainingDivergedError
+    from resnet3d.engine.distributed import destroy_distributed
+    from resnet3d.engine.train import TrainConfig, Trainer, TrainingDivergedError
 
     out = Path(sys.argv[1])
     poisoned = ToyVolumes(16, 0)

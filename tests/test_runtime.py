@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnet3d.inference import resolve_precision, use_channels_last
-from resnet3d.runtime import Runtime, resolve_runtime
+from resnet3d.engine.inference import resolve_precision, use_channels_last
+from resnet3d.engine.runtime import Runtime, resolve_runtime
 
 
 def test_fp32_on_cpu_is_contiguous_and_said_in_one_line() -> None:

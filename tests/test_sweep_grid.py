@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from resnet3d.data.volumes import SliceStacker
+from resnet3d.engine.train import RESUME_MAY_CHANGE, TrainConfig
 from resnet3d.sweep import PAPER_PRESETS, SweepCell, expand_grid, parse_grid
 from resnet3d.sweep.grid import (
     GRID_FIELDS,
@@ -14,8 +16,6 @@ from resnet3d.sweep.grid import (
     base_settings,
     settings_hash,
 )
-from resnet3d.train import RESUME_MAY_CHANGE, TrainConfig
-from resnet3d.volumes import SliceStacker
 
 
 def paper_cells(name: str) -> set[tuple[int, int, str]]:

@@ -298,7 +298,7 @@ def test_a_failed_cell_is_recorded_and_the_others_run(
 
 
 def test_gpu_devices_make_one_slot_per_group_of_nproc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from resnet3d import inference
+    from resnet3d.engine import inference
     from resnet3d.sweep import runner
 
     monkeypatch.setattr(inference, "check_device", lambda device: device)  # as if 4 GPUs

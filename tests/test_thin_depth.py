@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet3d import ResNet3DConfig, create_model, list_models, thin_depth
-from resnet3d.layers import Conv2Plus1d, ThinDepthConv3d, conv3d
-from resnet3d.thin_depth import choose_path, folded_weight, thin_depth_conv3d
+from resnet3d import ResNet3DConfig, create_model, list_models
+from resnet3d.models import thin_depth
+from resnet3d.models.layers import Conv2Plus1d, ThinDepthConv3d, conv3d
+from resnet3d.models.thin_depth import choose_path, folded_weight, thin_depth_conv3d
 
 TINY_WIDTHS = (4, 8, 8, 16)
 

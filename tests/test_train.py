@@ -16,13 +16,13 @@ import pytest
 import torch
 from tests.helpers.toy import LABELS, TINY, ToyVolumes, make_trainer
 
-from resnet3d.checkpoint import (
+from resnet3d.engine.checkpoint import (
     CheckpointError,
     clean_temporary_files,
     load_checkpoint,
     save_checkpoint,
 )
-from resnet3d.train import TrainConfig, Trainer, TrainingDivergedError
+from resnet3d.engine.train import TrainConfig, Trainer, TrainingDivergedError
 
 
 def params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -202,7 +202,7 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
     script = textwrap.dedent(
         f"""
         import torch, sys
-        from resnet3d.checkpoint import save_checkpoint
+        from resnet3d.engine.checkpoint import save_checkpoint
         big = {{"format_version": 1, "model": {{"w": torch.randn(64, 1024, 1024)}},
                "optimizer": {{}}, "epoch": 2, "step": 2, "model_config": {{}}}}
         print("ready", flush=True)
@@ -262,7 +262,7 @@ def test_resume_reads_the_checkpoint_onto_the_cpu(
     # Regression (found on an H100): reading a checkpoint onto the CUDA device put the RNG
     # states there, and restoring numpy's RNG from a CUDA tensor failed. Whatever the
     # training device, checkpoints are read onto the CPU.
-    import resnet3d.train as train_module
+    import resnet3d.engine.train as train_module
 
     make_trainer(tmp_path, 1).fit()
     seen: list[object] = []
@@ -284,22 +284,22 @@ def test_resume_at_another_thread_count_warns(
     make_trainer(tmp_path, 1).fit()
     threads = torch.get_num_threads()
     assert load_checkpoint(tmp_path / "last.pt")["threads"] == threads
-    with caplog.at_level("WARNING", logger="resnet3d.train"):
+    with caplog.at_level("WARNING", logger="resnet3d.engine.train"):
         make_trainer(tmp_path, 2).fit(resume="auto")
     assert "CPU threads" not in caplog.text
     state = load_checkpoint(tmp_path / "last.pt")
     state["threads"] = threads + 1
     save_checkpoint(state, tmp_path / "last.pt")
     caplog.clear()
-    with caplog.at_level("WARNING", logger="resnet3d.train"):
+    with caplog.at_level("WARNING", logger="resnet3d.engine.train"):
         make_trainer(tmp_path, 3).fit(resume="auto")
     assert f"OMP_NUM_THREADS={threads + 1} for an exact resume" in caplog.text
 
 
 def test_data_and_model_channels_must_agree(tmp_path: Path) -> None:
-    data = pytest.importorskip("resnet3d.data")
-    from resnet3d.phantom import write_dataset
-    from resnet3d.volumes import SliceStacker
+    data = pytest.importorskip("resnet3d.data.index")
+    from resnet3d.data.phantom import write_dataset
+    from resnet3d.data.volumes import SliceStacker
 
     root = write_dataset(tmp_path / "data", patients=3, size=32, slices=4, scans_per_patient=1)
     index = data.ScanIndex.from_path(root)

@@ -11,10 +11,10 @@ import torch
 from tests.helpers.torchrun import ROOT, run_two_ranks
 from tests.helpers.toy import ToyVolumes
 
-from resnet3d.distributed import DistInfo
-from resnet3d.inference import make_loader, predict_loader
-from resnet3d.registry import create_model
-from resnet3d.train import volume_metrics
+from resnet3d.engine.distributed import DistInfo
+from resnet3d.engine.inference import make_loader, predict_loader
+from resnet3d.engine.train import volume_metrics
+from resnet3d.models.registry import create_model
 
 
 @pytest.mark.slow

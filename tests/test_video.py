@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from resnet3d.data.video import ClipSampler, sample_clips
+from resnet3d.data.volumes import SliceStacker, load_scan
 from resnet3d.errors import (
     CorruptSliceError,
     DatasetLayoutError,
@@ -20,8 +22,6 @@ from resnet3d.errors import (
     MissingDependencyError,
     UnsupportedFormatError,
 )
-from resnet3d.video import ClipSampler, sample_clips
-from resnet3d.volumes import SliceStacker, load_scan
 
 # ----------------------------------------------------------------------------------------
 # Sampling: pure functions of a frame count (no PyAV needed)
@@ -96,8 +96,8 @@ def test_sampler_validates_and_round_trips() -> None:
 
 def test_importing_resnet3d_and_video_does_not_import_av() -> None:
     code = (
-        "import sys, resnet3d, resnet3d.video, resnet3d.volumes, resnet3d.readers\n"
-        "import resnet3d.synthetic_video\n"
+        "import sys, resnet3d, resnet3d.data.video, resnet3d.data.volumes, resnet3d.data.readers\n"
+        "import resnet3d.data.synthetic_video\n"
         "assert 'av' not in sys.modules, 'av imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -122,7 +122,7 @@ FRAMES, SIZE = 24, 32
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("av")
-    from resnet3d.synthetic_video import generate_video, write_video
+    from resnet3d.data.synthetic_video import generate_video, write_video
 
     root = tmp_path_factory.mktemp("videos")
     frames = generate_video("right", frames=FRAMES, size=SIZE, seed=7)
@@ -151,7 +151,7 @@ def _truth(videos: dict[str, Path]) -> np.ndarray:
 def test_frames_match_the_generator_after_lossy_encoding(
     videos: dict[str, Path], kind: str
 ) -> None:
-    from resnet3d.video import read_frames, read_video_info
+    from resnet3d.data.video import read_frames, read_video_info
 
     info = read_video_info(videos[kind])
     assert (info.frames, info.width, info.height, info.fps) == (FRAMES, SIZE, SIZE, 25.0)
@@ -168,7 +168,7 @@ def test_frames_match_the_generator_after_lossy_encoding(
 def test_seeking_gives_the_frames_of_a_sequential_decode(
     videos: dict[str, Path], kind: str
 ) -> None:
-    from resnet3d.video import read_clips, read_frames, read_video_info
+    from resnet3d.data.video import read_clips, read_frames, read_video_info
 
     info = read_video_info(videos[kind])
     every = read_frames(videos[kind], range(info.frames), seek=False)
@@ -179,7 +179,7 @@ def test_seeking_gives_the_frames_of_a_sequential_decode(
 
 
 def test_seeking_decodes_fewer_frames(videos: dict[str, Path]) -> None:
-    from resnet3d.video import _Decoder, read_video_info
+    from resnet3d.data.video import _Decoder, read_video_info
 
     info = read_video_info(videos["faststart"])
     times = info.start_time + np.arange(30, 34) / info.fps
@@ -195,7 +195,7 @@ def test_a_failed_seek_falls_back_to_sequential_decoding(
 ) -> None:
     import av
 
-    from resnet3d import video as vmod
+    from resnet3d.data import video as vmod
 
     info = vmod.read_video_info(videos["mp4"])
     expected = vmod.read_frames(videos["mp4"], [20, 21], seek=False)
@@ -225,7 +225,7 @@ def test_load_scan_on_a_video_gives_clips(videos: dict[str, Path]) -> None:
     stacker = SliceStacker(depth=8, size=None)
     native = stacker.load(videos["mp4"])
     assert native.shape == (3, 3, 8, SIZE, SIZE)
-    from resnet3d.video import read_frames
+    from resnet3d.data.video import read_frames
 
     frames = read_frames(videos["mp4"], range(FRAMES))
     np.testing.assert_array_equal(native[1, :, 0], np.moveaxis(frames[8], -1, 0) / np.float32(255))
@@ -239,7 +239,7 @@ def test_load_scan_with_a_sampler(videos: dict[str, Path]) -> None:
     sampler = ClipSampler(clips=2, stride=2)
     clips = load_scan(videos["mp4"], depth=4, size=None, sampler=sampler, as_numpy=True)
     assert clips.shape == (2, 3, 4, SIZE, SIZE)
-    from resnet3d.video import read_clips, read_video_info
+    from resnet3d.data.video import read_clips, read_video_info
 
     rows = sampler.indices(FRAMES, 4)
     raw = read_clips(videos["mp4"], rows)
@@ -252,8 +252,8 @@ def test_load_scan_with_a_sampler(videos: dict[str, Path]) -> None:
 @pytest.mark.parametrize("short", ["loop", "pad", "refuse"])
 def test_a_video_shorter_than_one_clip(tmp_path: Path, short: str) -> None:
     pytest.importorskip("av")
-    from resnet3d.synthetic_video import generate_video, write_video
-    from resnet3d.video import read_frames
+    from resnet3d.data.synthetic_video import generate_video, write_video
+    from resnet3d.data.video import read_frames
 
     video = write_video(tmp_path / "short.mp4", generate_video("up", frames=5, size=16, seed=1))
     sampler = ClipSampler(short=short)
@@ -272,8 +272,8 @@ def test_a_video_shorter_than_one_clip(tmp_path: Path, short: str) -> None:
 
 def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path: Path) -> None:
     pytest.importorskip("av")
-    from resnet3d.synthetic_video import write_video
-    from resnet3d.video import read_frames, read_video_info
+    from resnet3d.data.synthetic_video import write_video
+    from resnet3d.data.video import read_frames, read_video_info
 
     # Frame k is gray level 8 k; 15 frames at 25 fps, then 15 at 12.5 fps.
     levels = np.stack([np.full((16, 16, 3), 8 * k, np.uint8) for k in range(30)])
@@ -293,8 +293,8 @@ def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path: Path) -> None:
 
 def test_rotation_metadata_is_applied(tmp_path: Path) -> None:
     pytest.importorskip("av")
-    from resnet3d.synthetic_video import write_video
-    from resnet3d.video import read_frames, read_video_info
+    from resnet3d.data.synthetic_video import write_video
+    from resnet3d.data.video import read_frames, read_video_info
 
     stored = np.zeros((2, 16, 32, 3), np.uint8)
     stored[:, :4, :4] = 255  # a mark in the stored top-left corner
@@ -320,7 +320,7 @@ def test_zero_length_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_random_bytes_and_truncated_files(tmp_path: Path, videos: dict[str, Path]) -> None:
-    from resnet3d.video import read_frames, read_video_info
+    from resnet3d.data.video import read_frames, read_video_info
 
     noise = tmp_path / "noise.mp4"
     noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
@@ -344,7 +344,7 @@ def test_random_bytes_and_truncated_files(tmp_path: Path, videos: dict[str, Path
 
 
 def test_a_codec_ffmpeg_lacks_is_unsupported(tmp_path: Path, videos: dict[str, Path]) -> None:
-    from resnet3d.video import read_video_info
+    from resnet3d.data.video import read_video_info
 
     # The AVI's codec tag (FMP4, MPEG-4 Part 2) replaced by one no FFmpeg decoder knows.
     data = videos["avi"].read_bytes()
@@ -377,7 +377,7 @@ def test_no_video_stream(tmp_path: Path) -> None:
 def test_size_limits_are_checked_before_decoding(
     tmp_path: Path, videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from resnet3d.video import read_frames, read_video_info
+    from resnet3d.data.video import read_frames, read_video_info
 
     # A cut file whose frames no longer decode: the limit, not the damage, is reported.
     data = videos["faststart"].read_bytes()

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from resnet3d.cli import main
-from resnet3d.data import ScanIndex, VolumeDataset, split_by_patient, video_group
+from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient, video_group
+from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import DatasetLayoutError
-from resnet3d.volumes import SliceStacker
 from resnet3d.workflows import expand_scans, level_names
 
 pytest.importorskip("av")
@@ -24,7 +24,7 @@ CLASSES = ("right", "left", "down", "up")
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 videos per class in 3 groups of 2, 8 frames of 16 x 16: 24 tiny mp4 files."""
-    from resnet3d.synthetic_video import write_video_dataset
+    from resnet3d.data.synthetic_video import write_video_dataset
 
     root = tmp_path_factory.mktemp("video") / "videos"
     return write_video_dataset(root, videos_per_class=6, groups=3, frames=8, size=16, seed=3)

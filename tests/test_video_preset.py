@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from resnet3d import convert, presets
-from resnet3d.volumes import SliceStacker
+from resnet3d import presets
+from resnet3d.data.volumes import SliceStacker
+from resnet3d.models import convert
 
 MEAN = (0.43216, 0.394666, 0.37645)
 STD = (0.22803, 0.22145, 0.216989)
@@ -176,9 +177,9 @@ def torchvision_r3d_18_state_dict() -> dict[str, Tensor]:
 
 def test_converted_torchvision_weights_preprocess_by_themselves(tmp_path: Path) -> None:
     pytest.importorskip("av")
-    from resnet3d.hub import from_pretrained
-    from resnet3d.synthetic_video import generate_video, write_video
-    from resnet3d.video import read_frames
+    from resnet3d.data.synthetic_video import generate_video, write_video
+    from resnet3d.data.video import read_frames
+    from resnet3d.models.pretrained import from_pretrained
     from resnet3d.workflows import stacker_for
 
     model, report = convert.from_torchvision(torchvision_r3d_18_state_dict())

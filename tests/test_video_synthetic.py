@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet3d.synthetic_video import CLASSES, MARKER_NAME, MOTIONS, generate_video
+from resnet3d.data.synthetic_video import CLASSES, MARKER_NAME, MOTIONS, generate_video
 
 LOOK = {"side": 4, "background": [10, 20, 30], "color": [200, 180, 160]}
 
@@ -57,8 +57,8 @@ def _shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
 
 def test_written_set_layout_and_motion_read_back(tmp_path: Path) -> None:
     pytest.importorskip("av")
-    from resnet3d.synthetic_video import write_video_dataset
-    from resnet3d.video import read_frames, read_video_info
+    from resnet3d.data.synthetic_video import write_video_dataset
+    from resnet3d.data.video import read_frames, read_video_info
 
     root = write_video_dataset(tmp_path / "set", videos_per_class=3, groups=2, frames=8, seed=1)
     marker = json.loads((root / MARKER_NAME).read_text())
@@ -88,7 +88,7 @@ def test_written_set_layout_and_motion_read_back(tmp_path: Path) -> None:
 
 def test_written_set_refuses_to_overwrite_other_files(tmp_path: Path) -> None:
     pytest.importorskip("av")
-    from resnet3d.synthetic_video import write_video_dataset
+    from resnet3d.data.synthetic_video import write_video_dataset
 
     out = tmp_path / "set"
     write_video_dataset(out, classes=("left", "right"), videos_per_class=1, groups=1, frames=2)
@@ -117,7 +117,7 @@ def test_written_set_refuses_to_overwrite_other_files(tmp_path: Path) -> None:
     ],
 )
 def test_bad_settings(tmp_path: Path, kwargs: dict, error: type, match: str) -> None:
-    from resnet3d.synthetic_video import write_video_dataset
+    from resnet3d.data.synthetic_video import write_video_dataset
 
     with pytest.raises(error, match=match):
         write_video_dataset(tmp_path / "set", **kwargs)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from resnet3d.data.readers import read_slice
+from resnet3d.data.volumes import SliceStacker, load_scan
 from resnet3d.errors import (
     CorruptSliceError,
     DatasetLayoutError,
@@ -21,8 +23,6 @@ from resnet3d.errors import (
     MissingDependencyError,
     Resnet3DError,
 )
-from resnet3d.readers import read_slice
-from resnet3d.volumes import SliceStacker, load_scan
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet3d import readers, volumes
+from resnet3d.data import readers, volumes
+from resnet3d.data.readers import is_junk_name, list_slices, natural_key, read_slice, scan_files
 from resnet3d.errors import CorruptSliceError, InconsistentScanError
-from resnet3d.readers import is_junk_name, list_slices, natural_key, read_slice, scan_files
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402

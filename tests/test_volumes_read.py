@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet3d.readers import read_slice
-from resnet3d.volumes import WINDOWS, SliceStacker, apply_window, resolve_window
+from resnet3d.data.readers import read_slice
+from resnet3d.data.volumes import WINDOWS, SliceStacker, apply_window, resolve_window
 
 H, W = 4, 6
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from resnet3d.data.volumes import SliceStacker, list_slices, load_scan
 from resnet3d.errors import CorruptSliceError
-from resnet3d.volumes import SliceStacker, list_slices, load_scan
 
 
 def _write_scan(folder: Path, n: int, size: int = 8, rgb: bool = True, seed: int = 0) -> Path:
@@ -205,15 +205,17 @@ def test_from_dict_unknown_key() -> None:
 
 def test_volumes_and_cache_import_neither_torch_nor_the_models() -> None:
     code = (
-        "import sys, resnet3d.volumes, resnet3d.readers, resnet3d.cache, resnet3d.errors\n"
-        "bad = [m for m in ('torch', 'resnet3d.resnet', 'resnet3d.blocks') if m in sys.modules]\n"
+        "import sys, resnet3d.data.volumes, resnet3d.data.readers, resnet3d.data.cache\n"
+        "import resnet3d.errors\n"
+        "models = ('torch', 'resnet3d.models.resnet', 'resnet3d.models.blocks')\n"
+        "bad = [m for m in models if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_convert_dtype_round_trips_every_level() -> None:
-    from resnet3d.volumes import convert_dtype
+    from resnet3d.data.volumes import convert_dtype
 
     levels = np.arange(256, dtype=np.uint8).reshape(4, 8, 8)
     floats = convert_dtype(levels, "float32")

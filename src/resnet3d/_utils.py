@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import importlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -89,3 +91,32 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def env_flag(name: str) -> bool:
     """True if the environment variable ``name`` is set to 1, on, yes or true (any case)."""
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def lazy_attribute(package: str, exports: Mapping[str, str], name: str) -> Any:
+    """Resolve ``name`` of a package whose names load on first use (its ``__getattr__``).
+
+    Keeps ``import resnet3d.weights.table`` free of torch while
+    ``from resnet3d.weights import from_pretrained`` still works.
+
+    Args:
+        package: The package's ``__name__``.
+        exports: Public name -> module inside the package that defines it.
+        name: The attribute asked for.
+
+    Raises:
+        AttributeError: ``name`` is not one of the package's names.
+    """
+    module = exports.get(name)
+    if module is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (read in chunks, so large files use little memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

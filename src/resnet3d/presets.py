@@ -1,10 +1,10 @@
 """Named preprocessing presets, and the array operations only they need.
 
-A preset is a :class:`~resnet3d.volumes.SliceStacker` spec (the dict
-:meth:`~resnet3d.volumes.SliceStacker.to_dict` gives) under a name, so that weights trained
+A preset is a :class:`~resnet3d.data.volumes.SliceStacker` spec (the dict
+:meth:`~resnet3d.data.volumes.SliceStacker.to_dict` gives) under a name, so that weights trained
 elsewhere are fed what they were trained on::
 
-    stacker = resnet3d.volumes.SliceStacker.from_preset("kinetics400")
+    stacker = resnet3d.data.volumes.SliceStacker.from_preset("kinetics400")
     clips = stacker("clip.mp4")  # (N, 3, 16, 112, 112), Kinetics-normalised
 
 ``"kinetics400"`` equals torchvision's video weights transforms
@@ -36,12 +36,30 @@ if TYPE_CHECKING:
 __all__ = [
     "KINETICS400_MEAN",
     "KINETICS400_STD",
+    "PREPROCESSING_KEYS",
     "PRESETS",
     "center_crop",
     "get_preset",
     "normalize",
     "resize_bilinear",
 ]
+
+#: Keys a preprocessing spec may hold: the fields of ``volumes.SliceStacker.to_dict()``
+#: (``crop``, ``mean`` and ``std`` appear there only when set).
+PREPROCESSING_KEYS: tuple[str, ...] = (
+    "depth",
+    "stride",
+    "size",
+    "channels",
+    "window",
+    "remainder",
+    "pad_mode",
+    "resample",
+    "dtype",
+    "crop",
+    "mean",
+    "std",
+)
 
 #: Per-channel (RGB) mean of Kinetics-400 frames in ``[0, 1]``, as torchvision's video
 #: weights transforms use it.
@@ -79,7 +97,7 @@ def get_preset(name: str) -> dict[str, Any]:
         name: A key of :data:`PRESETS`, e.g. ``"kinetics400"``.
 
     Returns:
-        The spec, as :meth:`~resnet3d.volumes.SliceStacker.to_dict` would give it.
+        The spec, as :meth:`~resnet3d.data.volumes.SliceStacker.to_dict` would give it.
 
     Raises:
         ValueError: For an unknown name (the known ones and the closest are listed).

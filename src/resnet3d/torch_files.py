@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .errors import UnreadableTorchFileError, UnsafeCheckpointError
+
 __all__ = ["UnreadableTorchFileError", "UnsafeCheckpointError", "load_torch_file"]
 
 #: How to turn a trusted pickle into files this library reads; part of the refusal message.
@@ -26,14 +28,6 @@ CONVERT_HINT = (
     "safetensors.torch.save_file(state_dict, 'model.safetensors') or "
     "torch.save(state_dict, 'weights.pt')"
 )
-
-
-class UnreadableTorchFileError(ValueError):
-    """A file that ``torch.load`` cannot read: empty, truncated or not a PyTorch file."""
-
-
-class UnsafeCheckpointError(UnreadableTorchFileError):
-    """A PyTorch file whose unpickling would build arbitrary Python objects (refused unread)."""
 
 
 def load_torch_file(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:

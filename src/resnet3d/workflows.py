@@ -27,23 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from .data import ScanIndex, Split, VolumeDataset, split_by_patient
-from .distributed import DistInfo
-from .inference import (
-    Predictions,
-    autocast,
-    make_loader,
-    predict_loader,
-    prepare_batch,
-)
+from .data.index import ScanIndex, Split, VolumeDataset, split_by_patient
+from .data.readers import is_junk_name, is_video_name, natural_key
+from .data.volumes import SliceStacker
+from .engine import checkpoint as ckpt
+from .engine.distributed import DistInfo
+from .engine.inference import Predictions, autocast, make_loader, predict_loader, prepare_batch
+from .engine.runtime import resolve_runtime
+from .engine.train import TrainConfig, Trainer, TrainResult, resume_path
 from .metrics import ClassificationReport, classification_report
 from .metrics import require_matplotlib as _require_matplotlib
-from .readers import is_junk_name, is_video_name, natural_key
-from .resnet import ResNet3D
-from .runtime import resolve_runtime
-from .train import TrainConfig, Trainer, TrainResult, resume_path
-from .volumes import SliceStacker
+from .models.config import ResNet3DConfig
+from .models.resnet import ResNet3D
+from .weights.cfg import PretrainedCfg
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +202,7 @@ def fit_from_folder(
     """Train on a folder of scans with a patient-level split saved next to the checkpoints.
 
     Args:
-        data: The data set (see :meth:`~resnet3d.data.ScanIndex.from_path`).
+        data: The data set (see :meth:`~resnet3d.data.index.ScanIndex.from_path`).
         config: The training run.
         stacker: How scans become volumes (stored in the checkpoints as the model's
             preprocessing spec).
@@ -217,7 +213,7 @@ def fit_from_folder(
         cache: A volume cache folder built by ``resnet3d build-volumes``.
 
     Returns:
-        The :class:`~resnet3d.train.TrainResult`.
+        The :class:`~resnet3d.engine.train.TrainResult`.
     """
     index = ScanIndex.from_path(data, layout)
     checkpoint = resume_path(config.out_dir, resume) if resume is not None else None
@@ -276,19 +272,10 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> ResNet3D:
         FileNotFoundError: If ``path`` does not exist.
         CheckpointError: If it is not a readable resnet3d training checkpoint.
     """
-    from .config import ResNet3DConfig
-
     state = ckpt.load_checkpoint(path)
     model = ResNet3D(ResNet3DConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
-    metadata = state.get("metadata") or {}
-    model.pretrained_cfg = {
-        "source": {"kind": "checkpoint", "path": os.fspath(path), "epoch": state["epoch"]},
-        "preprocessing": metadata.get("preprocessing", {}),
-        "labels": list(state.get("labels") or metadata.get("labels") or []),
-        "split_hash": state.get("split_hash", ""),
-        "data": metadata.get("data"),
-    }
+    model.pretrained_cfg = PretrainedCfg.from_checkpoint(state, path)
     return model.eval()
 
 
@@ -302,7 +289,8 @@ def stacker_for(model: ResNet3D, **overrides: Any) -> SliceStacker:
     Raises:
         ValueError: If the model carries no preprocessing spec and no overrides give one.
     """
-    spec = dict((model.pretrained_cfg or {}).get("preprocessing") or {})
+    cfg = model.pretrained_cfg
+    spec = dict(cfg.preprocessing or {}) if cfg is not None else {}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if not spec and not overrides:
         raise ValueError(
@@ -320,7 +308,8 @@ def model_labels(model: ResNet3D) -> list[str]:
 
 def model_class_names(model: ResNet3D) -> list[str] | None:
     """The class names a model carries (``pretrained_cfg["labels"]``), or ``None``."""
-    labels = [str(x) for x in (model.pretrained_cfg or {}).get("labels") or []]
+    cfg = model.pretrained_cfg
+    labels = list(cfg.labels or ()) if cfg is not None else []
     return labels if labels and len(labels) == model.num_classes else None
 
 
@@ -476,7 +465,7 @@ def evaluate_model(
         batch_size: Volumes per forward pass.
         device: Device; default CUDA when present.
         precision: ``"fp32"`` (default, for reported numbers), ``"bf16"``, ``"fp16"``, ``"auto"``.
-            The memory layout follows :func:`resnet3d.runtime.resolve_runtime` (``"auto"``).
+            The memory layout follows :func:`resnet3d.engine.runtime.resolve_runtime` (``"auto"``).
         workers: DataLoader workers; default sized to the device.
         ci: Add bootstrap confidence intervals (resampling patients).
         split: Which data ``dataset`` is, e.g. ``"test"`` (a patient split's name) or

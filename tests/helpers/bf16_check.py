@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet3d import create_model
-from resnet3d.layers import ThinDepthConv3d
+from resnet3d.models.layers import ThinDepthConv3d
 
 #: (widths, slice size): the paper's widths, and narrow ones at a size where layer4 sees a
 #: 1 x 1 input. oneDNN picks kernels by channel count: the AMX bug (stride 2 over a 1 x 1

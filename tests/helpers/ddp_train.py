@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.helpers.toy import ToyVolumes
 
-from resnet3d.distributed import destroy_distributed
-from resnet3d.train import TrainConfig, Trainer, volume_metrics
+from resnet3d.engine.distributed import destroy_distributed
+from resnet3d.engine.train import TrainConfig, Trainer, volume_metrics
 
 
 def trainer(out: Path, epochs: int) -> Trainer:

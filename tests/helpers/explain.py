@@ -10,8 +10,8 @@ from PIL import Image
 from torch import nn
 
 import resnet3d
-from resnet3d import phantom
-from resnet3d.volumes import SliceStacker
+from resnet3d.data import phantom
+from resnet3d.data.volumes import SliceStacker
 
 TINY = (4, 8, 16, 32)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from resnet3d.train import TrainConfig, Trainer
+from resnet3d.engine.train import TrainConfig, Trainer
 
 LABELS = ["a", "b", "c"]
 TINY = {"widths": (4, 8, 8, 8)}

@@ -1,17 +1,17 @@
 """Input pipeline throughput: PNG decoding against the uint8 volume cache, with N workers.
 
-On a phantom data set (:func:`resnet3d.phantom.write_dataset`, 8-bit gray PNG slices in the
+On a phantom data set (:func:`resnet3d.data.phantom.write_dataset`, 8-bit gray PNG slices in the
 CC-CCII layout) or a given one, this measures volumes/s of:
 
 * the data set itself, item after item in this process (``raw``: one core, no DataLoader),
   once as ``dataset[i]`` gives items (gray repeated to 3 channels) and once in the compact
   form the trainer's loader moves (``load_batch([i], compact=True)``: gray as one channel);
-* the DataLoader that :class:`resnet3d.train.Trainer` uses
-  (:func:`resnet3d.inference.make_loader` with ``compact=True``) with 0, 1, 2... workers,
+* the DataLoader that :class:`resnet3d.engine.train.Trainer` uses
+  (:func:`resnet3d.engine.inference.make_loader` with ``compact=True``) with 0, 1, 2... workers,
   after one untimed epoch (worker start-up, page cache);
 
 once decoding PNG slices on the fly and once reading a cache built by
-:func:`resnet3d.cache.build_cache` (``resnet3d build-volumes``). Volumes are uint8, the
+:func:`resnet3d.data.cache.build_cache` (``resnet3d build-volumes``). Volumes are uint8, the
 cheapest host-to-device transfer; the trainer scales them and repeats gray to the
 stacker's channels on the device.
 
@@ -219,11 +219,11 @@ def bench_data(
         ValueError: For bad sizes or counts.
         FileNotFoundError: If ``data`` does not exist.
     """
-    from ..cache import build_cache
-    from ..data import ScanIndex, VolumeDataset
-    from ..distributed import DistInfo
-    from ..inference import make_loader
-    from ..volumes import SliceStacker
+    from ..data.cache import build_cache
+    from ..data.index import ScanIndex, VolumeDataset
+    from ..data.volumes import SliceStacker
+    from ..engine.distributed import DistInfo
+    from ..engine.inference import make_loader
 
     device = torch.device(device)
     if epochs < 1 or batch < 1:
@@ -233,7 +233,7 @@ def bench_data(
         raise ValueError(f"worker counts must be >= 0, got {worker_counts}")
     with tempfile.TemporaryDirectory(prefix="resnet3d-bench-data-") as tmp:
         if data is None:
-            from ..phantom import write_dataset
+            from ..data.phantom import write_dataset
 
             root = write_dataset(
                 Path(tmp) / "phantom",
@@ -442,7 +442,7 @@ def _measure_train_rate(
 
 
 def _transfer(device: torch.device, shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    from ..inference import prepare_batch
+    from ..engine.inference import prepare_batch
     from .timing import time_blocked
 
     u8 = torch.randint(0, 256, shape, dtype=torch.uint8).pin_memory()

@@ -1,7 +1,7 @@
 """How speed depends on volume depth: ours (folded and ``Conv3d``) against MONAI, per depth.
 
 The fold pays where a convolution's input is thinner than its kernel (see
-:mod:`resnet3d.thin_depth`), so its gain shrinks as volumes deepen. :func:`bench_depths`
+:mod:`resnet3d.models.thin_depth`), so its gain shrinks as volumes deepen. :func:`bench_depths`
 times one model at several depths with the same batch and slice size, each depth as one
 :func:`~resnet3d.benchmarking.models.bench_models` run (side by side in one process), and
 puts the per-depth rows in one table with the FLOPs as a ``Conv3d`` network counts them and
@@ -113,7 +113,7 @@ def bench_depths(
         ValueError: For a depth below 1, a variant with ``+conv3d``, or what
             :func:`~resnet3d.benchmarking.models.bench_models` refuses.
     """
-    from ..registry import create_model
+    from ..models.registry import create_model
 
     base = Variant.parse(variant)
     if base.conv3d:

@@ -6,7 +6,7 @@ the weights and the input; ``compile`` is ``torch.compile`` (with inductor's ``f
 inference, which folds the weights into the graph and pre-packs them for oneDNN on CPU);
 ``conv3d`` runs every convolution as ``Conv3d`` (``conv_impl="conv3d"``) instead of folding
 thin depths into 2D convolutions (``"auto"``, the library's default). ``default`` names what
-the library itself does on the device: :class:`resnet3d.train.TrainConfig`'s defaults for
+the library itself does on the device: :class:`resnet3d.engine.train.TrainConfig`'s defaults for
 training, :func:`resnet3d.workflows.predict_scans`'s for inference, resolved with the same
 functions they call, so the benchmark follows the library when its defaults change.
 """
@@ -100,7 +100,7 @@ class Variant:
 def default_variant(mode: str, device: torch.device) -> Variant:
     """What the library runs by default for ``mode`` on ``device``.
 
-    ``train``: :class:`~resnet3d.train.TrainConfig` defaults (precision, channels_last,
+    ``train``: :class:`~resnet3d.engine.train.TrainConfig` defaults (precision, channels_last,
     compile) resolved as the trainer resolves them. ``forward``: the defaults of
     :func:`~resnet3d.workflows.predict_scans` (its ``precision``, and ``compile`` if it has
     one), with the channels-last rule it applies.
@@ -108,10 +108,10 @@ def default_variant(mode: str, device: torch.device) -> Variant:
     Raises:
         ValueError: For an unknown mode.
     """
-    from ..inference import resolve_precision, use_channels_last
+    from ..engine.inference import resolve_precision, use_channels_last
 
     if mode == "train":
-        from ..train import TrainConfig
+        from ..engine.train import TrainConfig
 
         config = TrainConfig()
         precision = resolve_precision(config.precision, device)
@@ -160,7 +160,7 @@ def parse_variants(
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    from ..inference import autocast
+    from ..engine.inference import autocast
 
     return autocast(device, precision)
 
@@ -211,7 +211,7 @@ def make_step(
     Raises:
         ValueError: For an unknown mode.
     """
-    from ..inference import cross_entropy
+    from ..engine.inference import cross_entropy
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not supported; choose one of {list(MODES)}")

@@ -16,10 +16,7 @@ from collections.abc import Sequence
 
 from .._utils import env_flag
 from .._version import __version__
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+from ..errors import CLIError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,7 @@ def load_model(args: argparse.Namespace) -> Any:
         from ..workflows import model_from_checkpoint
 
         return model_from_checkpoint(args.checkpoint)
-    from ..hub import from_pretrained
+    from ..models.pretrained import from_pretrained
 
     return from_pretrained(args.pretrained)
 
@@ -74,12 +74,12 @@ def announce_runtime(
         note: Appended to the line.
 
     Returns:
-        The :class:`~resnet3d.runtime.Runtime`.
+        The :class:`~resnet3d.engine.runtime.Runtime`.
 
     Raises:
         ValueError: If the combination is not allowed (fp16 on a CPU).
     """
-    from ..runtime import resolve_runtime
+    from ..engine.runtime import resolve_runtime
 
     runtime = resolve_runtime(device, precision, channels_last)
     if is_main_process():

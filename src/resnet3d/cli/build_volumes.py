@@ -56,7 +56,7 @@ def add_stacker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def stacker_from_args(args: argparse.Namespace) -> Any:
     """A ``SliceStacker`` from :func:`add_stacker_arguments` options."""
-    from ..volumes import SliceStacker
+    from ..data.volumes import SliceStacker
 
     if len(args.size) not in (1, 2):
         raise CLIError(f"--size takes H or H W, got {args.size}")
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace) -> int:
-    from ..cache import build_cache
-    from ..data import ScanIndex
+    from ..data.cache import build_cache
+    from ..data.index import ScanIndex
 
     stacker = stacker_from_args(args)
     start = time.perf_counter()
@@ -172,7 +172,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def verify(out: str) -> int:
-    from ..cache import VolumeCache
+    from ..data.cache import VolumeCache
 
     result = VolumeCache(out).verify()
     for key, problem in result.problems:

@@ -90,17 +90,12 @@ def _prepare_out(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import phantom
-    from ..data import ScanIndex, VolumeDataset
-    from ..hub import from_pretrained
-    from ..train import TrainConfig, Trainer
-    from ..volumes import SliceStacker
-    from ..workflows import (
-        evaluate_model,
-        load_or_make_split,
-        model_from_checkpoint,
-        predict_scans,
-    )
+    from ..data import phantom
+    from ..data.index import ScanIndex, VolumeDataset
+    from ..data.volumes import SliceStacker
+    from ..engine.train import TrainConfig, Trainer
+    from ..models.pretrained import from_pretrained
+    from ..workflows import evaluate_model, load_or_make_split, model_from_checkpoint, predict_scans
 
     start = time.perf_counter()
     out: Path = args.out

@@ -100,8 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.inference import resolve_device
     from ..explain import explain_scan
-    from ..inference import resolve_device
     from ..workflows import stacker_for
 
     if not args.scan.exists():

@@ -45,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export the checkpoint; print where it went and the weights' sha256."""
-    from ..hub import WEIGHTS_NAME, export_checkpoint, load_export_config, sha256_file
+    from .._utils import sha256_file
+    from ..engine.export import export_checkpoint
+    from ..models.pretrained import load_export_config
+    from ..weights.export_format import WEIGHTS_NAME
 
     folder = export_checkpoint(
         args.checkpoint,

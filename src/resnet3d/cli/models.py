@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_pretrained(pattern: str) -> int:
     """Print the weights table: alias, architecture, input, status."""
-    from ..pretrained import entries
+    from ..weights.table import entries
 
     rows = []
     for entry in entries(pattern):

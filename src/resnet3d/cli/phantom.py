@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT/{NCP,CP,Normal}/<patient>/<scan>/0000.png..., OUT/unzip_filenames.csv and each "
         "scan's lesion and lung masks in a mirrored tree, OUT/.masks/<class>/<patient>/"
         "<scan>.mask.npz (a dot-folder: globs over the scan folders do not see it; read them "
-        "with resnet3d.phantom.load_lesion_mask / load_lung_mask). NCP scans carry bilateral "
+        "with resnet3d.data.phantom.load_lesion_mask / load_lung_mask). NCP scans carry bilateral "
         "peripheral ground-glass opacities, CP scans a lobar consolidation, Normal scans nothing. "
         "A toy for smoke tests and demos, not CT data.",
     )
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the data set and print a one-line summary."""
-    from ..phantom import CLASSES, CSV_NAME, MASK_SUFFIX, MASKS_DIR, write_dataset
+    from ..data.phantom import CLASSES, CSV_NAME, MASK_SUFFIX, MASKS_DIR, write_dataset
 
     out: Path = args.out
     if out.exists() and not out.is_dir():

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Upload and print the pinned commit and sha256."""
-    from ..hub import entry_from_export, upload_folder
+    from ..models.pretrained import upload_folder
+    from ..weights.export_format import entry_from_export
 
     info = upload_folder(
         args.out_dir,

@@ -88,8 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.volumes import SliceStacker
     from ..sweep import runner
-    from ..volumes import SliceStacker
 
     if args.tiny:
         if args.data is not None or args.paper:

@@ -16,7 +16,7 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from ..train import TrainConfig
+    from ..engine.train import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -138,8 +138,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import destroy_distributed
-    from ..volumes import SliceStacker
+    from ..data.volumes import SliceStacker
+    from ..engine.distributed import destroy_distributed
     from ..workflows import fit_from_folder
 
     out_dir = args.out_dir or Path("runs") / f"{args.model}-d{args.depth}"
@@ -177,9 +177,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def train_config(args: argparse.Namespace, out_dir: Path) -> TrainConfig:
-    """The :class:`~resnet3d.train.TrainConfig` that the options of
+    """The :class:`~resnet3d.engine.train.TrainConfig` that the options of
     :func:`add_training_options` (and ``--no-progress``, if the command has it) describe."""
-    from ..train import TrainConfig
+    from ..engine.train import TrainConfig
 
     overrides = {} if args.dropout is None else {"dropout": args.dropout}
     return TrainConfig(

@@ -36,7 +36,8 @@ def default_layer(model: nn.Module, input_size: Sequence[int]) -> str:
     is chosen. When no stage does (``D`` too small), the last stage is used.
 
     Args:
-        model: A model with ``feature_info`` (every :class:`~resnet3d.resnet.ResNet3D` has it).
+        model: A model with ``feature_info`` (every
+            :class:`~resnet3d.models.resnet.ResNet3D` has it).
         input_size: The input's ``(D, H, W)`` (or ``(C, D, H, W)``/``(N, C, D, H, W)``: the
             last three numbers are used).
 

@@ -25,7 +25,7 @@ from .slices import slice_heatmaps
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from ..volumes import SliceStacker
+    from ..data.volumes import SliceStacker
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +216,8 @@ def explain_scan(
             ``remainder="drop"``), the model has no preprocessing spec and no ``stacker`` is
             given, or an argument is invalid.
     """
-    from ..readers import scan_files
-    from ..volumes import SliceStacker
+    from ..data.readers import scan_files
+    from ..data.volumes import SliceStacker
 
     check_choice("normalize", normalize, NORMALIZE)
     check_choice("method", method, METHODS)

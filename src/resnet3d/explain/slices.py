@@ -12,7 +12,7 @@ def slice_heatmaps(
     """Map per-volume heatmaps back to the scan's slices, averaging where volumes overlap.
 
     Row ``i`` of ``indices`` gives the slice number of each depth position of volume ``i``
-    (:meth:`~resnet3d.volumes.SliceStacker.volume_indices`). Padding is not a slice: positions
+    (:meth:`~resnet3d.data.volumes.SliceStacker.volume_indices`). Padding is not a slice: positions
     that hold ``-1`` (zero padding) or repeat the previous position's slice (edge padding)
     are skipped, so a padded volume counts once for its real slices.
 

@@ -28,20 +28,8 @@ from .bootstrap import (
     percentile_interval,
     resample_indices,
 )
-from .classification import (
-    _counts,
-    normalize_confusion,
-    prf_from_counts,
-    specificity_from_counts,
-)
-from .ranking import (
-    RocCurve,
-    _binary_auc,
-    _curve,
-    _warn_undefined_auc,
-    average_auc,
-    per_class_auc,
-)
+from .classification import _counts, normalize_confusion, prf_from_counts, specificity_from_counts
+from .ranking import RocCurve, _binary_auc, _curve, _warn_undefined_auc, average_auc, per_class_auc
 
 __all__ = ["ClassificationReport", "classification_report"]
 

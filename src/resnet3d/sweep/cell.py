@@ -59,7 +59,7 @@ def run_cell(folder: str | os.PathLike[str], device: str | None = None) -> None:
         FileNotFoundError: If ``folder`` has no ``job.json``.
         ValueError: For anything training or evaluation refuses.
     """
-    from ..distributed import destroy_distributed
+    from ..engine.distributed import destroy_distributed
     from ..workflows import fit_from_folder
 
     cell_dir = Path(folder)
@@ -103,7 +103,7 @@ def run_cell(folder: str | os.PathLike[str], device: str | None = None) -> None:
 
 def _evaluate(cell_dir: Path, job: dict[str, Any], runtime: dict[str, Any]) -> None:
     """The best checkpoint (``last.pt`` without one) on the split's test patients."""
-    from ..data import ScanIndex, Split, VolumeDataset
+    from ..data.index import ScanIndex, Split, VolumeDataset
     from ..workflows import align_to_model, evaluate_model, model_from_checkpoint, stacker_for
 
     best = cell_dir / "best.pt"

@@ -3,8 +3,8 @@
 A grid names training settings and the values to try, e.g. ``depth=2,4,8 batch_size=8``:
 every combination (the cartesian product) is one run, a :class:`SweepCell`. Several grids
 are the union of their cells, and cells that coincide are one cell, run once. The
-settings a grid may vary are the fields of :class:`~resnet3d.train.TrainConfig` and of
-:class:`~resnet3d.volumes.SliceStacker`, plus ``dropout`` (a model override); their values
+settings a grid may vary are the fields of :class:`~resnet3d.engine.train.TrainConfig` and of
+:class:`~resnet3d.data.volumes.SliceStacker`, plus ``dropout`` (a model override); their values
 are typed from those fields' types, so ``depth=4`` is an int and ``precision=bf16`` a string.
 
 A cell's *settings* are everything that defines its result: the base options every cell
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._utils import check_choice, did_you_mean
-from ..train import TrainConfig
-from ..volumes import WINDOWS, SliceStacker
+from ..data.volumes import WINDOWS, SliceStacker
+from ..engine.train import TrainConfig
 
 __all__ = [
     "GRID_FIELDS",
@@ -391,7 +391,7 @@ def _apply(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]
         config = TrainConfig(**{k: v for k, v in settings.items() if k in _CONFIG_FIELDS})
         stacker = SliceStacker.from_dict({k: settings[k] for k in STACKER_SETTINGS})
         if config.pretrained is None:
-            from ..registry import list_models
+            from ..models.registry import list_models
 
             check_choice("model", config.model, list_models())
     except (TypeError, ValueError) as error:

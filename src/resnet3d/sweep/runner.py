@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._utils import atomic_write_text
-from ..train import TrainConfig
-from ..volumes import SliceStacker
+from ..data.volumes import SliceStacker
+from ..engine.train import TrainConfig
 from .grid import SweepCell, base_settings, expand_grid
 
 __all__ = [
@@ -298,7 +298,7 @@ def tiny_sweep(
 
 def tiny_data(root: Path) -> Path:
     """The tiny sweep's phantom data set in ``root``, written unless it is there."""
-    from .. import phantom
+    from ..data import phantom
 
     if (root / phantom.CSV_NAME).is_file():
         return root
@@ -362,7 +362,7 @@ def _slots(devices: Sequence[str | int] | None, nproc: int, device: str | None) 
         raise ValueError(
             f"devices {names} choose the GPUs; leave device out (or 'cuda'), not {device!r}"
         )
-    from ..inference import check_device
+    from ..engine.inference import check_device
 
     for name in names:
         if not name.isdigit():
@@ -386,7 +386,7 @@ class Slot:
 
 
 def _device_type(device: str | None) -> str:
-    from ..inference import resolve_device
+    from ..engine.inference import resolve_device
 
     return resolve_device(device).type
 
@@ -400,7 +400,7 @@ def _shared_split(
     split_file: str | os.PathLike[str] | None,
 ) -> tuple[tuple[float, ...], int]:
     """Make or check ``out/split.json``; return the fractions and seed the cells must pass."""
-    from ..data import ScanIndex
+    from ..data.index import ScanIndex
     from ..workflows import load_or_make_split
 
     target = out / SPLIT_FILE

@@ -5,7 +5,7 @@ of a data set are ``(volume, label, scan_id, patient_id)``; volumes may be float
 (uint8 is moved to the device as is, the cheapest transfer, and scaled to [0, 1] there).
 
 Loaders from :func:`make_loader` with ``compact=True`` (what the trainer and evaluation use)
-read :class:`~resnet3d.data.VolumeDataset` batches in their smallest exact form: gray scans as
+read :class:`~resnet3d.data.index.VolumeDataset` batches in their smallest exact form: gray scans as
 one channel, 8-bit data as uint8. :func:`prepare_batch` with ``channels=loader_channels(loader)``
 turns them on the device into exactly the volumes the data set's stacker describes. The
 channel count comes from the data (the stacker's ``channels``), never from the model, so a
@@ -256,7 +256,7 @@ class IndexedDataset(Dataset):
     """Wraps a data set so that every item also carries its index (to undo sampler padding).
 
     A data set with a ``load_batch(items, compact=...)`` method (such as
-    :class:`~resnet3d.data.VolumeDataset`) is read a batch at a time: the DataLoader calls
+    :class:`~resnet3d.data.index.VolumeDataset`) is read a batch at a time: the DataLoader calls
     :meth:`__getitems__`, and :class:`VolumeLoader` delivers the same structure as
     ``default_collate`` of the items.
 
@@ -350,7 +350,7 @@ def make_loader(
     """A DataLoader over ``IndexedDataset(dataset)`` with a ``DistributedSampler``.
 
     Batches are ``[indices, [volumes, labels, scan_ids, patient_ids]]``. A data set with a
-    ``load_batch`` method (:class:`~resnet3d.data.VolumeDataset`) is read a batch at a time,
+    ``load_batch`` method (:class:`~resnet3d.data.index.VolumeDataset`) is read a batch at a time,
     straight into one tensor. With ``compact=True`` its volumes travel in their smallest
     exact form (gray as one channel, 8-bit data as uint8); pass
     ``channels=loader_channels(loader)`` to :func:`prepare_batch` to restore them on the

@@ -2,13 +2,14 @@
 
 Weights are data: every alias names an architecture, a Hub repo
 pinned to a 40-hex commit, a file with its sha256, the exact input the volume builder must
-produce (the keyword arguments of :class:`resnet3d.volumes.SliceStacker`), the class labels,
+produce (the keyword arguments of :class:`resnet3d.data.volumes.SliceStacker`), the class labels,
 the metrics measured for those weights (with the split and unit they were measured on) and
 the license.
 
 No weights are published yet: nothing has been trained on CC-CCII and uploaded. Every alias
 below is therefore *planned*: it has no repo, revision, sha256 or metrics, and
-:func:`resnet3d.hub.from_pretrained` refuses it with the commands that produce the weights.
+:func:`resnet3d.models.pretrained.from_pretrained` refuses it with the commands that produce the
+weights.
 Nothing here is ever filled with a made-up revision, hash or number; when weights are
 published, their entry gets the real ones (or a user registers their own with
 :func:`register_pretrained`).
@@ -27,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from ._utils import did_you_mean
+from .._utils import did_you_mean
+from ..presets import PREPROCESSING_KEYS
 
 __all__ = [
     "CCII_LABELS",
@@ -44,22 +46,6 @@ __all__ = [
 #: CC-CCII's classes in the order the models output them (the paper's order).
 CCII_LABELS: tuple[str, ...] = ("NCP", "CP", "Normal")
 
-#: Keys a preprocessing spec may hold: the fields of ``volumes.SliceStacker.to_dict()``
-#: (``crop``, ``mean`` and ``std`` appear there only when set).
-PREPROCESSING_KEYS: tuple[str, ...] = (
-    "depth",
-    "stride",
-    "size",
-    "channels",
-    "window",
-    "remainder",
-    "pad_mode",
-    "resample",
-    "dtype",
-    "crop",
-    "mean",
-    "std",
-)
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")

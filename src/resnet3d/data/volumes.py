@@ -5,25 +5,25 @@ The paper (Li, Pei and Guo 2021, "Preprocessing") brings every slice to ``512 x 
 sample. :class:`SliceStacker` does exactly that, configurably, and :func:`load_scan` is the
 one-line form::
 
-    vol = resnet3d.volumes.load_scan("scans/NCP/12/3104", depth=4)   # (N, 3, 4, 512, 512)
+    vol = resnet3d.data.volumes.load_scan("scans/NCP/12/3104", depth=4)   # (N, 3, 4, 512, 512)
 
 A video file (``.mp4``, ``.avi``, ``.mkv``, ``.webm``, ...; PyAV needed) is a scan whose
-slices are its frames (:mod:`resnet3d.video`)::
+slices are its frames (:mod:`resnet3d.data.video`)::
 
-    clips = resnet3d.volumes.load_scan("clip.mp4", depth=16, size=112)  # (N, 3, 16, 112, 112)
+    clips = resnet3d.data.volumes.load_scan("clip.mp4", depth=16, size=112)  # (N, 3, 16, 112, 112)
 
 gives consecutive clips covering the video, as slices give volumes; a
-:class:`~resnet3d.video.ClipSampler` (``sampler=``) takes a few clips instead, decoding only
+:class:`~resnet3d.data.video.ClipSampler` (``sampler=``) takes a few clips instead, decoding only
 their frames.
 
 Before any slice is decoded, the scan is validated from its headers alone
-(:func:`resnet3d.readers.validate_scan`: one size, one bit depth and one frame per file, each
+(:func:`resnet3d.data.readers.validate_scan`: one size, one bit depth and one frame per file, each
 slice number once) and checked against the size limits (``max_pixels``, ``max_voxels``,
 ``max_bytes``), with or without a cache behind it.
 
 Pipeline per slice (run in a thread pool; Pillow releases the GIL while decoding):
 
-1. decode at native bit depth (:mod:`resnet3d.readers`): 8-bit gray stays gray, colour stays
+1. decode at native bit depth (:mod:`resnet3d.data.readers`): 8-bit gray stays gray, colour stays
    RGB, 16-bit and DICOM/NIfTI Hounsfield units are never reduced to 8 bits;
 2. resize with Pillow when the slice is not already ``size`` (8-bit data in its own mode,
    anything deeper as 32-bit float);
@@ -54,14 +54,9 @@ import einops
 import numpy as np
 from PIL import Image
 
-from . import presets
-from ._utils import check_choice, did_you_mean
-from .errors import (
-    CorruptSliceError,
-    DatasetLayoutError,
-    InconsistentScanError,
-    Resnet3DError,
-)
+from .. import presets
+from .._utils import check_choice, did_you_mean
+from ..errors import CorruptSliceError, DatasetLayoutError, InconsistentScanError, Resnet3DError
 from .readers import (
     DEFAULT_MAX_PIXELS,
     ScanFiles,
@@ -295,10 +290,10 @@ class SliceStacker:
             part of the spec (:meth:`to_dict`), not compared.
         max_voxels: Largest scan accepted, in voxels as its headers declare (slices x rows x
             columns); ``None`` uses ``RESNET3D_MAX_VOXELS`` or
-            :data:`~resnet3d.readers.DEFAULT_MAX_VOXELS` (512 x 512 x 4096). Checked before
+            :data:`~resnet3d.data.readers.DEFAULT_MAX_VOXELS` (512 x 512 x 4096). Checked before
             any data is read. Not part of the spec, not compared.
         max_bytes: Largest scan accepted, in bytes as stored; ``None`` uses
-            ``RESNET3D_MAX_BYTES`` or :data:`~resnet3d.readers.DEFAULT_MAX_BYTES` (4 GiB).
+            ``RESNET3D_MAX_BYTES`` or :data:`~resnet3d.data.readers.DEFAULT_MAX_BYTES` (4 GiB).
             Not part of the spec, not compared.
         threads: Decoding threads per scan; ``None`` uses :func:`default_threads`. Not part
             of the spec, not compared.
@@ -647,7 +642,7 @@ class SliceStacker:
     def read_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         """Decode and prepare the given slice files (in the given order), in parallel.
 
-        The files are validated as one scan first (:func:`~resnet3d.readers.validate_scan`,
+        The files are validated as one scan first (:func:`~resnet3d.data.readers.validate_scan`,
         headers only) and checked against the size limits.
 
         Args:
@@ -836,7 +831,7 @@ class SliceStacker:
                 default :meth:`volume_indices` of ``S``.
             compact: Return the volumes in their smallest exact form, the one DataLoaders
                 move: gray slices stay one channel (``C = 1``) and uint8 slices stay uint8.
-                :func:`resnet3d.inference.prepare_batch` with ``channels=self.channels``
+                :func:`resnet3d.engine.inference.prepare_batch` with ``channels=self.channels``
                 turns them into exactly the volumes ``compact=False`` gives (repeated
                 channels, ``x / 255``), on the device. A stacker with ``mean`` and ``std``
                 has no smaller exact form: its volumes come normalised, as without
@@ -928,7 +923,7 @@ class SliceStacker:
             compact: Gray volumes as one channel and 8-bit data as uint8 (see
                 :meth:`stack_prepared`).
             sampler: Take ``depth``-slice clips as this
-                :class:`~resnet3d.video.ClipSampler` says (clips per scan, stride or target
+                :class:`~resnet3d.data.video.ClipSampler` says (clips per scan, stride or target
                 fps, uniform or random starts, short scans) instead of :meth:`volume_indices`.
 
         Returns:
@@ -1040,15 +1035,15 @@ def load_scan(
 
     Example::
 
-        vol = resnet3d.volumes.load_scan("scans/NCP/12/3104", depth=4)  # (N, 3, 4, 512, 512)
-        clips = resnet3d.volumes.load_scan("clip.mp4", depth=16, size=112)  # (N, 3, 16, ...)
+        vol = resnet3d.data.volumes.load_scan("scans/NCP/12/3104", depth=4)  # (N, 3, 4, 512, 512)
+        clips = resnet3d.data.volumes.load_scan("clip.mp4", depth=16, size=112)  # (N, 3, 16, ...)
 
     Args:
         path: A folder of slices (PNG/JPEG/TIFF/BMP/WebP/DICOM), a NIfTI file, or a video
-            file (frames are slices; see :mod:`resnet3d.video`).
+            file (frames are slices; see :mod:`resnet3d.data.video`).
         depth: Slices (frames) per volume (clip).
         as_numpy: Return a numpy array instead of a tensor.
-        sampler: A :class:`~resnet3d.video.ClipSampler` choosing the clips (default: every
+        sampler: A :class:`~resnet3d.data.video.ClipSampler` choosing the clips (default: every
             volume, as :meth:`SliceStacker.volume_indices` lays them out).
         **kwargs: Any other :class:`SliceStacker` field (``size``, ``window``, ...).
 

@@ -1,7 +1,7 @@
 """Video files as scans: header probing, clip sampling and decoding only the frames needed.
 
 A video file (``.mp4``, ``.m4v``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``) is read like a scan
-whose slices are its frames: :func:`resnet3d.volumes.load_scan` turns ``clip.mp4`` into
+whose slices are its frames: :func:`resnet3d.data.volumes.load_scan` turns ``clip.mp4`` into
 ``(N, 3, D, H, W)`` clips exactly as it turns a folder of slices into volumes. This module
 holds the video-specific parts:
 
@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import check_choice, did_you_mean
-from .errors import (
+from .._utils import check_choice, did_you_mean
+from ..errors import (
     CorruptSliceError,
     DatasetLayoutError,
     DatasetNotFoundError,
@@ -331,7 +331,7 @@ def video_scan(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         max_pixels: Largest frame accepted (checked before decoding).
 
     Returns:
-        A :class:`~resnet3d.readers.ScanFiles` whose ``n_slices`` is the frame count and
+        A :class:`~resnet3d.data.readers.ScanFiles` whose ``n_slices`` is the frame count and
         whose header declares ``(frames, H, W)`` 8-bit RGB frames (after rotation).
 
     Raises:
@@ -459,8 +459,8 @@ def sample_clips(
 class ClipSampler:
     """How clips are taken from a video (or a scan), as a frozen, JSON-able spec.
 
-    Pass it to :func:`resnet3d.volumes.load_scan` or :meth:`SliceStacker.load
-    <resnet3d.volumes.SliceStacker.load>` (``sampler=``); the stacker's ``depth`` is the
+    Pass it to :func:`resnet3d.data.volumes.load_scan` or :meth:`SliceStacker.load
+    <resnet3d.data.volumes.SliceStacker.load>` (``sampler=``); the stacker's ``depth`` is the
     frames per clip. Without a sampler a video gives consecutive, non-overlapping clips that
     cover it, as slices give volumes (``stride``/``remainder`` of the stacker).
 
@@ -733,7 +733,7 @@ def read_frames(
 
     The limits are checked before decoding: each frame against ``max_pixels``, and the
     frames returned (``len(indices) x H x W x 3`` bytes) against ``max_voxels`` and
-    ``max_bytes`` (see :func:`resnet3d.readers.size_limits`).
+    ``max_bytes`` (see :func:`resnet3d.data.readers.size_limits`).
 
     Args:
         path: A video file.

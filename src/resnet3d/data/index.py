@@ -11,7 +11,7 @@
   splits, stratified by class, identical for a seed on any machine, saved as JSON.
 * :class:`VolumeDataset` serves every volume of every scan as one sample, as the paper does:
   ``(volume C x D x H x W, label, scan id, patient id)``, decoding on the fly or reading a
-  :class:`resnet3d.cache.VolumeCache`.
+  :class:`resnet3d.data.cache.VolumeCache`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from ._utils import atomic_write_text, check_choice, did_you_mean
-from .errors import (
-    DatasetLayoutError,
-    DatasetNotFoundError,
-    Resnet3DError,
-)
+from .._utils import atomic_write_text, check_choice, did_you_mean
+from ..errors import DatasetLayoutError, DatasetNotFoundError, Resnet3DError
 from .readers import VIDEO_SUFFIXES, ScanFiles, is_junk_name, is_video_name, natural_key, scan_files
 from .volumes import SliceStacker, convert_dtype, default_threads
 
@@ -570,7 +566,7 @@ class ScanIndex:
         """Index a data set in the CC-CCII layout ``ROOT/<class>/<patient>/<scan>/<slices>``.
 
         Every scan folder is listed (slices recognised by content, see
-        :func:`resnet3d.volumes.list_slices`) and counted. When ``ROOT/unzip_filenames.csv``
+        :func:`resnet3d.data.volumes.list_slices`) and counted. When ``ROOT/unzip_filenames.csv``
         exists (columns ``zip_file,label,patient_id,scan_id,n_slice``), each scan's slice
         count is checked against it.
 
@@ -691,7 +687,7 @@ class ScanIndex:
         """Index a plain ``ROOT/<class>/<scan>`` tree (your own data, no patient level).
 
         A scan is a folder of slices, a NIfTI file (``.nii``/``.nii.gz``) or a video file
-        (:data:`~resnet3d.readers.VIDEO_SUFFIXES`, needs PyAV); a file's scan id is its name
+        (:data:`~resnet3d.data.readers.VIDEO_SUFFIXES`, needs PyAV); a file's scan id is its name
         without extension. Without a patient level every scan counts as its own patient
         (``patient_id == scan_id``); use :meth:`from_csv` to give patient ids when one
         patient has several scans, or patient-level splits will not be patient-level. A
@@ -1335,13 +1331,13 @@ class VolumeDataset(Dataset):
     Items are ``(volume, label, scan_id, patient_id)`` with ``volume`` a tensor of shape
     ``(C, D, H, W)`` in the stacker's dtype (float32 in ``[0, 1]`` by default). Slices are
     decoded on the fly (only the ``D`` slices of the requested volume) or, with ``cache``,
-    read from a :class:`resnet3d.cache.VolumeCache` built with the same slice settings.
+    read from a :class:`resnet3d.data.cache.VolumeCache` built with the same slice settings.
     :meth:`load_batch` reads a whole batch at once, optionally compact (gray as one channel,
     8-bit data as uint8): the library's trainer and evaluation move batches that way and
     restore the full volumes on the device.
 
     Without a cache, the first item of a scan validates the whole scan from its headers
-    (:func:`resnet3d.readers.validate_scan`: one size, one bit depth, one frame per file,
+    (:func:`resnet3d.data.readers.validate_scan`: one size, one bit depth, one frame per file,
     each slice number once, within the size limits), once per process, so a scan the cache
     build refuses is refused here with the same error, even when the item's own slices are
     fine.
@@ -1350,7 +1346,7 @@ class VolumeDataset(Dataset):
         index: A :class:`ScanIndex`, or a :class:`Split` together with ``split``.
         stacker: How scans become volumes (depth, size, channels, window, ...).
         split: With a :class:`Split`: which part, ``"train"``, ``"valid"`` or ``"test"``.
-        cache: A :class:`~resnet3d.cache.VolumeCache` (or its folder) to read instead of
+        cache: A :class:`~resnet3d.data.cache.VolumeCache` (or its folder) to read instead of
             decoding; it must hold every scan of the index.
         transform: Optional callable applied to each volume tensor.
 
@@ -1497,13 +1493,13 @@ class VolumeDataset(Dataset):
 
         The volumes are read straight into one batch tensor (in shared memory inside a
         DataLoader worker), so a batch is copied once instead of once per item and again to
-        collate. :func:`resnet3d.inference.make_loader` reads batches this way.
+        collate. :func:`resnet3d.engine.inference.make_loader` reads batches this way.
 
         Args:
             items: Sample numbers.
             compact: Send the volumes in their smallest exact form: gray scans as one
                 channel, 8-bit data as uint8 (the cache always; decoded PNG/JPEG slices).
-                :func:`resnet3d.inference.prepare_batch` with ``channels=self.channels``
+                :func:`resnet3d.engine.inference.prepare_batch` with ``channels=self.channels``
                 restores exactly the ``compact=False`` batch on the device (repeated
                 channels, ``x / 255``). A batch that mixes gray and colour scans, or 8-bit
                 and deeper data, is widened to the common form on the host. Ignored when

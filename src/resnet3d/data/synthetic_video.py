@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import check_choice, did_you_mean
+from .._utils import check_choice, did_you_mean
 from .video import _require_av
 
 __all__ = [
@@ -324,7 +324,7 @@ def write_video_dataset(
                 }
             )
     settings = {
-        "generator": "resnet3d.synthetic_video",
+        "generator": "resnet3d.data.synthetic_video",
         "classes": list(classes),
         "videos_per_class": videos_per_class,
         "groups": groups,

@@ -1,7 +1,7 @@
 """Finding, ordering and decoding the slices of one CT scan.
 
 A scan is either a folder of 2D slice files (PNG, JPEG, TIFF, BMP, WebP or DICOM), a single
-NIfTI volume, or a video file whose frames are its slices (read by :mod:`resnet3d.video`).
+NIfTI volume, or a video file whose frames are its slices (read by :mod:`resnet3d.data.video`).
 This module knows how to
 
 * list a folder's slices: junk is skipped by name, every remaining file is recognised by its
@@ -13,7 +13,7 @@ This module knows how to
   :func:`size_limits`) from their headers, before any pixel is read or allocated;
 * decode one slice to a numpy array without losing bit depth.
 
-Intensity mapping, resizing and stacking live in :mod:`resnet3d.volumes`. pydicom and nibabel
+Intensity mapping, resizing and stacking live in :mod:`resnet3d.data.volumes`. pydicom and nibabel
 are optional and imported on first use.
 """
 
@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from .errors import (
+from ..errors import (
     CorruptSliceError,
     DatasetLayoutError,
     DatasetNotFoundError,
@@ -427,7 +427,7 @@ def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
     """Find, order and validate the slices of one scan, reading headers only.
 
     ``path`` is a folder of slice files, a NIfTI file (``.nii``/``.nii.gz``) or a video file
-    (:data:`VIDEO_SUFFIXES`; needs PyAV, see :func:`resnet3d.video.video_scan`). A folder that
+    (:data:`VIDEO_SUFFIXES`; needs PyAV, see :func:`resnet3d.data.video.video_scan`). A folder that
     holds nothing but one NIfTI file is read as that volume. The result has passed
     :func:`validate_scan`, so every path that lists a scan (indexing, reading, the cache
     build, data sets) applies the same rules.

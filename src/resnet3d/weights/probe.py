@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from ._version import __version__
+from .._version import __version__
 
 __all__ = ["HUB_TIMEOUT_S", "hub_timeout", "network_errors", "probe_hub"]
 

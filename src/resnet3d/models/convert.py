@@ -1,7 +1,7 @@
 """Weights from other 3D ResNet libraries, converted into an equivalent :class:`ResNet3D`.
 
 Each converter takes a state dict (or a checkpoint file), works out the equivalent
-:class:`~resnet3d.config.ResNet3DConfig` (stem, shortcut, (2+1)D midplanes rule), maps the
+:class:`~resnet3d.models.config.ResNet3DConfig` (stem, shortcut, (2+1)D midplanes rule), maps the
 keys, loads them strictly and returns the model with a :class:`ConversionReport` that lists
 every key it mapped, dropped or initialised. What cannot be mapped exactly is refused with a
 :class:`ConversionError` that says why.
@@ -37,13 +37,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._utils import check_choice, to_3tuple
+from .._utils import check_choice, to_3tuple
+from ..errors import CheckpointMismatchError, ConversionError, UnreadableTorchFileError
+from ..presets import get_preset
+from ..torch_files import load_torch_file
+from ..weights.cfg import PretrainedCfg
+from ..weights.state_dict import check_state_dict
 from .config import ResNet3DConfig
-from .errors import Resnet3DError
-from .hub import CheckpointMismatchError, check_state_dict
-from .presets import get_preset
 from .resnet import ResNet3D
-from .torch_files import UnreadableTorchFileError, load_torch_file
 
 __all__ = [
     "SOURCES",
@@ -63,10 +64,6 @@ logger = logging.getLogger(__name__)
 StateDict = dict[str, Tensor]
 _PREFIXES = ("module.", "_orig_mod.")
 _LAYER_KEY = re.compile(r"^layer(\d+)\.(\d+)\.")
-
-
-class ConversionError(Resnet3DError, ValueError):
-    """A checkpoint that cannot be converted exactly (or cannot be read safely)."""
 
 
 @dataclass
@@ -487,8 +484,8 @@ def from_torchvision(
     The model carries the input torchvision's video weights expect, the ``"kinetics400"``
     preset of :mod:`resnet3d.presets` (16 frames resized to 128 x 171, centre-cropped to
     112 x 112, Kinetics mean and std), in ``model.pretrained_cfg["preprocessing"]``:
-    :func:`resnet3d.hub.save_pretrained` stores it, and the volume builder of a model loaded
-    back (``resnet3d.workflows.stacker_for``) preprocesses as torchvision does.
+    :func:`resnet3d.weights.save.save_pretrained` stores it, and the volume builder of a model
+    loaded back (``resnet3d.workflows.stacker_for``) preprocesses as torchvision does.
 
     Args:
         state_dict: ``torchvision.models.video.r3d_18(...).state_dict()`` or similar, or a file.
@@ -551,12 +548,12 @@ def from_torchvision(
         "preprocessing (preset 'kinetics400') in pretrained_cfg['preprocessing']"
     )
     model = _build("torchvision", state, config, report)
-    model.pretrained_cfg = {
-        "architecture": config.name or None,
-        "preprocessing": get_preset("kinetics400"),
-        "labels": None,
-        "description": f"converted from torchvision's {name}",
-    }
+    model.pretrained_cfg = PretrainedCfg(
+        architecture=config.name or None,
+        preprocessing=get_preset("kinetics400"),
+        description=f"converted from torchvision's {name}",
+        source="converted",
+    )
     return model, report
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import did_you_mean
+from .._utils import did_you_mean
 
 #: Names accepted by :meth:`Augment.parse`.
 AUGMENTATIONS = ("flip", "shift")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import check_choice, to_3tuple
+from .._utils import check_choice, to_3tuple
 from .config import CONVS, MIDPLANES, SHORTCUTS
 from .layers import activation, conv3d, norm3d, spatial_temporal_pair, tran_midplanes
 

@@ -1,15 +1,19 @@
-"""``ResNet3D``, built from one :class:`~resnet3d.config.ResNet3DConfig`, and its factories."""
+"""``ResNet3D``, built from one :class:`~resnet3d.models.config.ResNet3DConfig`; its factories."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..weights.cfg import PretrainedCfg
+from ..weights.save import save_pretrained
+from ..weights.upload import push_to_hub
 from .blocks import BLOCK_TYPES, BasicBlock3d, Bottleneck3d
 from .config import ResNet3DConfig
 from .layers import ThinDepthConv3d, activation
@@ -274,26 +278,35 @@ class ResNet3D(nn.Module):
                     nn.init.zeros_(module.last_norm.weight)
 
     # ------------------------------------------------------------------ pretrained weights
-    #: Set by :func:`resnet3d.hub.from_pretrained`: where the weights came from, the
-    #: preprocessing spec (``volumes.SliceStacker`` arguments), labels, metrics and license.
-    pretrained_cfg: dict[str, Any] | None = None
+    _pretrained_cfg: PretrainedCfg | None = None
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg | None:
+        """What travels with the weights (:class:`~resnet3d.weights.cfg.PretrainedCfg`).
+
+        Set by :func:`resnet3d.models.pretrained.from_pretrained`, by rebuilding a training
+        checkpoint and by the converters: where the weights came from, the preprocessing spec
+        (``SliceStacker`` arguments), labels, metrics and license. ``None`` for a model built
+        from scratch. A dict assigned here is read with :meth:`PretrainedCfg.from_dict`.
+        """
+        return self._pretrained_cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value: PretrainedCfg | Mapping[str, Any] | None) -> None:
+        self._pretrained_cfg = None if value is None else PretrainedCfg.from_dict(value)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Write ``model.safetensors``, ``config.json`` and a model card, atomically.
 
-        See :func:`resnet3d.hub.save_pretrained` for the keyword arguments.
+        See :func:`resnet3d.weights.save.save_pretrained` for the keyword arguments.
         """
-        from .hub import save_pretrained
-
         return save_pretrained(self, save_directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Save and upload to a Hugging Face Hub repo; returns the ``CommitInfo``.
 
-        See :func:`resnet3d.hub.push_to_hub` for the keyword arguments.
+        See :func:`resnet3d.weights.upload.push_to_hub` for the keyword arguments.
         """
-        from .hub import push_to_hub
-
         return push_to_hub(self, repo_id, **kwargs)
 
 

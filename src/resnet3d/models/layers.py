@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._utils import check_choice, to_3tuple
+from .._utils import check_choice, to_3tuple
 from .thin_depth import CONV_IMPLS, choose_path, compute_dtype, needs_grad, thin_depth_conv3d
 
 
@@ -24,7 +24,7 @@ class ThinDepthConv3d(nn.Conv3d):
     initialisers and ``isinstance`` checks see a ``Conv3d``). Per call it picks, from the
     input's depth: ``Conv3d``; a ``conv2d`` with the centre tap (depth 1); or a ``conv2d``
     with the depth folded into the channels (depth below the kernel's); see
-    :mod:`resnet3d.thin_depth`. On the CPU in bf16 it also avoids oneDNN kernels that compute
+    :mod:`resnet3d.models.thin_depth`. On the CPU in bf16 it also avoids oneDNN kernels that compute
     wrong weight gradients, whatever ``impl`` says.
 
     Args:

@@ -2,10 +2,11 @@
 
 The commands and the examples print :meth:`Runtime.describe` before they start, so that a
 user sees what ``"auto"`` chose on this machine (bf16 on a CPU with native bf16, say) and
-knows which option changes it. The decisions are :mod:`resnet3d.inference`'s
-(:func:`~resnet3d.inference.resolve_device`, :func:`~resnet3d.inference.resolve_precision`,
-:func:`~resnet3d.inference.use_channels_last`); this module only collects them, so what is
-printed is what runs.
+knows which option changes it. The decisions are :mod:`resnet3d.engine.inference`'s
+(:func:`~resnet3d.engine.inference.resolve_device`,
+:func:`~resnet3d.engine.inference.resolve_precision`,
+:func:`~resnet3d.engine.inference.use_channels_last`); this module only collects them, so
+what is printed is what runs.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Decoding PNG slices is the bottleneck of training on CT slices. ``build_cache`` (CLI:
 ``resnet3d build-volumes ROOT OUT``) decodes every scan of an index once, prepares its slices
-(resize, window, channels) exactly as a :class:`~resnet3d.volumes.SliceStacker` does, and
+(resize, window, channels) exactly as a :class:`~resnet3d.data.volumes.SliceStacker` does, and
 stores them as one uint8 ``.npy`` file per scan; :class:`VolumeCache` memory-maps them and
 builds volumes without decoding anything.
 
@@ -45,12 +45,12 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .errors import CacheError, DatasetLayoutError, DatasetNotFoundError, Resnet3DError
+from ..errors import CacheError, DatasetLayoutError, DatasetNotFoundError, Resnet3DError
 from .readers import is_junk_name
 from .volumes import SliceStacker
 
 if TYPE_CHECKING:
-    from .data import ScanIndex
+    from .index import ScanIndex
 
 __all__ = [
     "CACHE_FORMAT",
@@ -477,7 +477,7 @@ def build_cache(
     times) is unchanged and whose file still has its recorded sha256, and rebuilds the others.
 
     Args:
-        index: The scans (e.g. :meth:`resnet3d.data.ScanIndex.from_ccii`).
+        index: The scans (e.g. :meth:`resnet3d.data.index.ScanIndex.from_ccii`).
         out: The cache folder; created if needed. An existing cache with the same settings is
             resumed or updated; with other settings, an older format or a damaged manifest it
             is an error unless ``overwrite``.
@@ -847,7 +847,7 @@ class VolumeCache:
             stacker: Depth, stride, remainder and output dtype to use; its slice settings must
                 match the cache's. Default: the build's settings with float32 output.
             compact: Return uint8 volumes with gray scans as one channel, the cache's own
-                form (see :meth:`~resnet3d.volumes.SliceStacker.stack_prepared`).
+                form (see :meth:`~resnet3d.data.volumes.SliceStacker.stack_prepared`).
 
         Returns:
             The volumes, equal to ``stacker.load(scan)`` for 8-bit sources (deeper sources
@@ -877,11 +877,11 @@ class VolumeCache:
         return stk.stack_prepared(array, idx, compact=compact)
 
     def to_index(self) -> ScanIndex:
-        """The cached scans as a :class:`~resnet3d.data.ScanIndex` (paths are the sources).
+        """The cached scans as a :class:`~resnet3d.data.index.ScanIndex` (paths are the sources).
 
         Lets a model train from the cache alone, without the source data on disk.
         """
-        from .data import ScanIndex, ScanRecord
+        from .index import ScanIndex, ScanRecord
 
         rows = [
             ScanRecord(

@@ -1,16 +1,19 @@
 """Model registry: factories by name, ``create_model`` and ``list_models``.
 
-Factories are declarations: each fills a :class:`~resnet3d.config.ResNet3DConfig` and builds
-the model. The registry itself imports no torch; factories import the model lazily.
+Factories are declarations: each fills a :class:`~resnet3d.models.config.ResNet3DConfig` and builds
+the model. The registry imports no model code: the built-in factories register themselves when
+``resnet3d.models.resnet`` is imported, which importing the ``resnet3d.models`` package (the
+parent of this module) always does first.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._utils import did_you_mean
+from .._utils import did_you_mean
 
 if TYPE_CHECKING:
     from .resnet import ResNet3D
@@ -34,19 +37,12 @@ def register_model(fn: F) -> F:
     return fn
 
 
-def _ensure_builtin() -> None:
-    # The built-in factories live in resnet.py (which needs torch); importing it here, not at
-    # package import, keeps ``import resnet3d`` free of work.
-    from . import resnet  # noqa: F401
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Names of the registered models that match a shell-style ``pattern``, sorted.
 
     Args:
         pattern: e.g. ``"resnet*"`` or ``"*2plus1d"``.
     """
-    _ensure_builtin()
     return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
 
 
@@ -59,13 +55,12 @@ def create_model(name: str, **overrides: Any) -> ResNet3D:
             ``in_channels=1, num_classes=2``.
 
     Returns:
-        A freshly initialised :class:`~resnet3d.resnet.ResNet3D`.
+        A freshly initialised :class:`~resnet3d.models.resnet.ResNet3D`.
 
     Raises:
         ValueError: If ``name`` is not registered (the message lists the closest names) or an
             override is not a config field.
     """
-    _ensure_builtin()
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown model {name!r}; available: {list_models()}." + did_you_mean(name, _REGISTRY)
@@ -74,6 +69,4 @@ def create_model(name: str, **overrides: Any) -> ResNet3D:
 
 
 def _natural_key(name: str) -> tuple[Any, ...]:
-    import re
-
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))

@@ -2,7 +2,8 @@
 
 `ResNet3DConfig` holds only strings, ints, floats, bools and tuples so that it round-trips
 through ``config.json``. Component names (``block``, ``conv``, ``shortcut``, ``midplanes``)
-are resolved to modules in one place, :mod:`resnet3d.blocks` and :mod:`resnet3d.stems`.
+are resolved to modules in one place, :mod:`resnet3d.models.blocks` and
+:mod:`resnet3d.models.stems`.
 
 The defaults are the reference paper's ResNet-18 (Li, Pei and Guo 2021, Table 3): a
 7x7x7 stem with stride (1, 2, 2), a 3x3x3 max pool with stride 2, basic blocks with
@@ -17,13 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._utils import check_choice, did_you_mean, to_3tuple
+from .._utils import check_choice, did_you_mean, to_3tuple
 
 BLOCKS = ("basic", "bottleneck")
 CONVS = ("3d", "2plus1d")
 MIDPLANES = ("tran", "shared")
 SHORTCUTS = ("A", "B")
-#: How convolutions run (see :mod:`resnet3d.thin_depth`); kept in step with its CONV_IMPLS.
+#: How convolutions run (see :mod:`resnet3d.models.thin_depth`); kept in step with its CONV_IMPLS.
 CONV_IMPLS = ("auto", "conv3d")
 
 #: Channel multiplier of each block kind's output over its width.

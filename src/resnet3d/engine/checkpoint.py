@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .torch_files import UnreadableTorchFileError, load_torch_file
+from ..errors import CheckpointError, DiskFullError, UnreadableTorchFileError
+from ..torch_files import load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +27,6 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _TMP_MARK = ".tmp-"
 REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "step", "model_config")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is corrupt, incomplete, or belongs to a different run."""
-
-
-class DiskFullError(OSError):
-    """A write ran out of disk space; ``str()`` is the whole one-line message."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -67,7 +57,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
         if _is_disk_full(error):
             kept = f"the previous {path.name} is intact" if path.exists() else "nothing was kept"
             message = f"no space left on device while writing {path}; {kept}"
-            raise DiskFullError(errno.ENOSPC, message, os.fspath(path)) from None
+            raise DiskFullError(message, path=path) from None
         raise
     _fsync_dir(path.parent)
     return path

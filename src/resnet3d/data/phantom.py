@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._utils import check_choice, did_you_mean
+from .._utils import check_choice, did_you_mean
 
 __all__ = [
     "CLASSES",
@@ -1107,7 +1107,7 @@ def write_dataset(
             }
         )
     settings = {
-        "generator": "resnet3d.phantom",
+        "generator": "resnet3d.data.phantom",
         "complete": False,
         "patients": patients,
         "size": size,

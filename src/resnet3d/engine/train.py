@@ -44,11 +44,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from .._utils import check_choice, did_you_mean
+from ..errors import TrainingDivergedError
+from ..models.registry import create_model
+from ..models.resnet import ResNet3D
+from ..weights.cfg import PretrainedCfg
 from . import checkpoint as ckpt
-from ._utils import check_choice, did_you_mean
 from .augment import Augment, epoch_generator
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, sync_buffers
-from .errors import Resnet3DError
 from .inference import (
     Predictions,
     autocast,
@@ -62,8 +65,6 @@ from .inference import (
     resolve_precision,
     use_channels_last,
 )
-from .registry import create_model
-from .resnet import ResNet3D
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +95,6 @@ _METADATA_MAY_CHANGE = ("data", "labels")
 
 #: Scans named in a divergence error before "and N more".
 _SCANS_SHOWN = 8
-
-
-class TrainingDivergedError(Resnet3DError, ValueError, FloatingPointError):
-    """A NaN or infinite input or loss stopped training; ``best`` is left as it was.
-
-    A ``ValueError`` (the command line prints it as one line) and, as before, a
-    ``FloatingPointError``. The message names the epoch, the batch, the step, the scans of
-    the batch (``patient/scan``) and whether the input or the loss was not finite.
-    """
 
 
 @dataclass
@@ -142,8 +134,8 @@ class TrainConfig:
             differs; ``model`` is then ignored (the architecture comes with the weights).
         augment: Random changes to every training batch, on the device (validation and
             precise BN see the data as it is): ``"none"`` (the paper's recipe), or names
-            from :data:`resnet3d.augment.AUGMENTATIONS`, e.g. ``"flip,shift"`` (see
-            :class:`resnet3d.augment.Augment`). Draws depend only on ``seed``, the epoch and
+            from :data:`resnet3d.engine.augment.AUGMENTATIONS`, e.g. ``"flip,shift"`` (see
+            :class:`resnet3d.engine.augment.Augment`). Draws depend only on ``seed``, the epoch and
             the rank, so a resumed run repeats an uninterrupted one exactly.
         new_head: With ``pretrained``: re-initialise the classifier for the data set's
             classes even when the weights' head has as many outputs. Needed when the head
@@ -367,7 +359,7 @@ class Trainer:
         if config.pretrained is None:
             overrides = {"num_classes": len(self.labels), **config.model_overrides}
             return create_model(config.model, **overrides)
-        from .hub import from_pretrained
+        from ..models.pretrained import from_pretrained
 
         model = from_pretrained(
             config.pretrained,
@@ -385,12 +377,12 @@ class Trainer:
         head whose names are the data's in another order is reordered (its rows permuted,
         an exact change); one that names other classes is an error unless ``new_head``.
         """
-        cfg = model.pretrained_cfg if model.pretrained_cfg is not None else {}
-        model.pretrained_cfg = cfg
-        if "num_classes" in (cfg.get("adapted") or {}) or model.num_classes == 0:
-            cfg["labels"] = list(self.labels)
-            return  # a fresh head for the data's classes (logged by from_pretrained)
-        head = [str(name) for name in (cfg.get("labels") or [])]
+        cfg = model.pretrained_cfg or PretrainedCfg()
+        if "num_classes" in cfg.adapted or model.num_classes == 0:
+            # a fresh head for the data's classes (logged by from_pretrained)
+            model.pretrained_cfg = cfg.replace(labels=tuple(self.labels))
+            return
+        head = list(cfg.labels or ())
         data = list(self.labels)
         if self.config.new_head:
             model.reset_classifier(len(data))
@@ -428,7 +420,7 @@ class Trainer:
                 head,
                 data,
             )
-        cfg["labels"] = data
+        model.pretrained_cfg = cfg.replace(labels=tuple(data))
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -908,7 +900,7 @@ def _shorten(names: Sequence[str]) -> str:
 
 def volume_metrics(predictions: Predictions, num_classes: int) -> dict[str, float]:
     """Loss, accuracy, macro F1 and macro AUROC of volume-level predictions."""
-    from .metrics import accuracy, precision_recall_f1, roc_auc
+    from ..metrics import accuracy, precision_recall_f1, roc_auc
 
     known = predictions.labels >= 0
     y_true = predictions.labels[known]

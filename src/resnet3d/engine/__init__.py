@@ -1,0 +1,66 @@
+"""Running models: device and precision policy, loaders and batch transport, prediction,
+the training loop, checkpoints, distributed helpers and augmentation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._utils import lazy_attribute
+
+# Public name -> module that defines it; loaded on first use.
+_EXPORTS = {
+    "TrainConfig": "train",
+    "TrainResult": "train",
+    "Trainer": "train",
+    "TrainingDivergedError": "train",
+    "Predictions": "inference",
+    "predict_loader": "inference",
+    "resolve_device": "inference",
+    "resolve_precision": "inference",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "Augment": "augment",
+    "DistInfo": "distributed",
+    "Runtime": "runtime",
+    "available_devices": "runtime",
+    "check_device": "runtime",
+    "resolve_runtime": "runtime",
+}
+__all__ = [
+    "Augment",
+    "CheckpointError",
+    "DistInfo",
+    "Predictions",
+    "Runtime",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingDivergedError",
+    "available_devices",
+    "check_device",
+    "load_checkpoint",
+    "predict_loader",
+    "resolve_device",
+    "resolve_precision",
+    "resolve_runtime",
+    "save_checkpoint",
+]
+
+if TYPE_CHECKING:
+    from ..errors import CheckpointError, TrainingDivergedError
+    from .augment import Augment
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .distributed import DistInfo
+    from .inference import Predictions, predict_loader, resolve_device, resolve_precision
+    from .runtime import Runtime, available_devices, check_device, resolve_runtime
+    from .train import TrainConfig, Trainer, TrainResult
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attribute(__name__, _EXPORTS, name)
+
+
+def __dir__() -> list[str]:
+    return __all__
