@@ -86,7 +86,7 @@ def test_import_resnet3d_is_cheap() -> None:
         ("resnet3d.volumes", "SliceStacker", "resnet3d.data.volumes"),
         ("resnet3d.train", "Trainer", "resnet3d.engine.train"),
         ("resnet3d.pretrained", "PretrainedEntry", "resnet3d.weights.table"),
-        ("resnet3d.registry", "create_model", "resnet3d.models.registry"),
+        ("resnet3d.registry", "create_model", "resnet3d.models.factory"),
     ],
 )
 def test_old_module_paths_still_import_with_a_warning(old: str, name: str, new: str) -> None:

@@ -25,7 +25,7 @@ from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine.checkpoint import load_checkpoint
 from resnet3d.engine.train import TrainConfig
 from resnet3d.metrics import classification_report
-from resnet3d.models.registry import create_model
+from resnet3d.models.factory import create_model
 from resnet3d.models.resnet import ResNet3D
 from resnet3d.workflows import evaluate_model, fit_from_folder
 

@@ -14,7 +14,7 @@ from tests.helpers.toy import ToyVolumes
 from resnet3d.engine.distributed import DistInfo
 from resnet3d.engine.inference import make_loader, predict_loader
 from resnet3d.engine.train import volume_metrics
-from resnet3d.models.registry import create_model
+from resnet3d.models.factory import create_model
 
 
 @pytest.mark.slow

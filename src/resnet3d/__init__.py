@@ -57,7 +57,7 @@ _EXPORTS = {
     "ResNet3DConfig": "models.config",
     "ResNet3D": "models.resnet",
     "register_model": "models.registry",
-    "create_model": "models.registry",
+    "create_model": "models.factory",
     "list_models": "models.registry",
     "from_pretrained": "models.pretrained",
     "save_pretrained": "weights.save",
@@ -130,7 +130,7 @@ _MOVED = {
     "phantom": ("data.phantom",),
     "pretrained": ("weights.table",),
     "readers": ("data.readers",),
-    "registry": ("models.registry",),
+    "registry": ("models.registry", "models.factory"),
     "resnet": ("models.resnet",),
     "runtime": ("engine.runtime",),
     "stems": ("models.stems",),
@@ -150,8 +150,9 @@ if TYPE_CHECKING:
     from .engine.train import TrainConfig, Trainer
     from .metrics import classification_report
     from .models.config import ResNet3DConfig
+    from .models.factory import create_model
     from .models.pretrained import from_pretrained
-    from .models.registry import create_model, list_models, register_model
+    from .models.registry import list_models, register_model
     from .models.resnet import ResNet3D
     from .weights.save import save_pretrained
     from .weights.table import PretrainedEntry, list_pretrained, register_pretrained

@@ -113,7 +113,7 @@ def bench_depths(
         ValueError: For a depth below 1, a variant with ``+conv3d``, or what
             :func:`~resnet3d.benchmarking.models.bench_models` refuses.
     """
-    from ..models.registry import create_model
+    from ..models.factory import create_model
 
     base = Variant.parse(variant)
     if base.conv3d:

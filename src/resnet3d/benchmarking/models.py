@@ -350,7 +350,8 @@ def bench_models(
         ValueError: For an unknown model, variant, mode or library, or a bad size.
     """
     from .._utils import check_choice
-    from ..models.registry import create_model, list_models
+    from ..models.factory import create_model
+    from ..models.registry import list_models
 
     device = torch.device(device)
     for mode in modes:

@@ -166,7 +166,7 @@ def bench_train(
         ValueError: For an unknown model, input or variant, or a batch below 1.
     """
     from ..engine.inference import prepare_batch
-    from ..models.registry import create_model
+    from ..models.factory import create_model
 
     device = torch.device(device)
     batch = batch if batch is not None else (32 if device.type == "cuda" else 2)

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return run_pretrained(args.pattern)
     import torch
 
-    from .. import create_model, list_models
+    from ..models.factory import create_model
+    from ..models.registry import list_models
 
     names = list_models(args.pattern)
     if not names:

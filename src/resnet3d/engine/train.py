@@ -46,7 +46,7 @@ from torch.utils.data import Dataset
 
 from .._utils import check_choice, did_you_mean
 from ..errors import TrainingDivergedError
-from ..models.registry import create_model
+from ..models.factory import create_model
 from ..models.resnet import ResNet3D
 from ..weights.cfg import PretrainedCfg
 from . import checkpoint as ckpt

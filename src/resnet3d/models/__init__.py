@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from .blocks import BasicBlock3d, Bottleneck3d, ProjectionShortcut, ZeroPadShortcut
 from .config import ResNet3DConfig
+from .factory import create_model
 from .layers import Conv2Plus1d, ThinDepthConv3d
-from .registry import create_model, list_models, register_model
+from .registry import list_models, register_model
 from .resnet import ResNet3D
 
 __all__ = [

@@ -44,6 +44,7 @@ from ..torch_files import load_torch_file
 from ..weights.cfg import PretrainedCfg
 from ..weights.state_dict import check_state_dict
 from .config import ResNet3DConfig
+from .registry import list_models, registered_config
 from .resnet import ResNet3D
 
 __all__ = [
@@ -292,8 +293,6 @@ def infer_config(
 
 def _registered_name(config: ResNet3DConfig) -> str:
     """The registered model this config equals (ignoring channels and classes), else ""."""
-    from .registry import create_model, list_models
-
     # ResNet-N has N = (convolutions per block) x blocks + stem + classifier layers.
     per_block = 2 if config.block == "basic" else 3
     candidate = f"resnet{per_block * sum(config.layers) + 2}"
@@ -301,10 +300,9 @@ def _registered_name(config: ResNet3DConfig) -> str:
         candidate += "_2plus1d"
     if candidate not in list_models():
         return ""
-    with torch.device("meta"):
-        reference = create_model(
-            candidate, in_channels=config.in_channels, num_classes=config.num_classes
-        ).config
+    reference = registered_config(
+        candidate, in_channels=config.in_channels, num_classes=config.num_classes
+    )
     return candidate if reference == config else ""
 
 

@@ -56,6 +56,7 @@ from ..weights.table import (
 )
 from ..weights.upload import upload_export
 from .config import ResNet3DConfig
+from .registry import check_architecture
 from .resnet import ResNet3D
 from .stems import stem_midplanes
 
@@ -281,12 +282,13 @@ def _load_export(
     cfg = document_cfg(meta).replace(**source)
     if entry is not None:
         # The table is the authority for an alias; the repo must agree on what matters.
-        if config.name and config.name != entry.architecture:
+        try:
+            check_architecture(entry.architecture, config, source=os.fspath(config_path))
+        except ValueError as error:
             raise InvalidExportError(
-                f"{config_path}: architecture {config.name!r} but the weights table says "
-                f"{entry.architecture!r} for {entry.alias!r}",
+                f"{error} (the weights table says {entry.architecture!r} for {entry.alias!r})",
                 path=config_path,
-            )
+            ) from None
         if cfg.labels is not None and list(cfg.labels) != list(entry.labels):
             raise InvalidExportError(
                 f"{config_path}: labels {list(cfg.labels)} but the weights table says "

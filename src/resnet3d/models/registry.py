@@ -1,4 +1,4 @@
-"""Model registry: factories by name, ``create_model`` and ``list_models``.
+"""Model registry: factories by name, ``list_models`` and architecture checks.
 
 Factories are declarations: each fills a :class:`~resnet3d.models.config.ResNet3DConfig` and builds
 the model. The registry imports no model code: the built-in factories register themselves when
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._utils import did_you_mean
 
 if TYPE_CHECKING:
+    from .config import ResNet3DConfig
     from .resnet import ResNet3D
 
 Factory = Callable[..., "ResNet3D"]
@@ -46,26 +47,61 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
 
 
-def create_model(name: str, **overrides: Any) -> ResNet3D:
-    """Build a registered model.
-
-    Args:
-        name: A name from :func:`list_models`, e.g. ``"resnet18"``.
-        **overrides: Config fields to change from the factory's defaults, e.g.
-            ``in_channels=1, num_classes=2``.
-
-    Returns:
-        A freshly initialised :class:`~resnet3d.models.resnet.ResNet3D`.
+def get_factory(name: str) -> Factory:
+    """The factory registered as ``name``.
 
     Raises:
-        ValueError: If ``name`` is not registered (the message lists the closest names) or an
-            override is not a config field.
+        ValueError: If ``name`` is not registered (the message lists the closest names).
     """
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown model {name!r}; available: {list_models()}." + did_you_mean(name, _REGISTRY)
         )
-    return _REGISTRY[name](**overrides)
+    return _REGISTRY[name]
+
+
+def registered_config(name: str, **overrides: Any) -> ResNet3DConfig:
+    """The config the factory ``name`` builds with ``overrides``, without allocating weights.
+
+    The model is built on PyTorch's ``meta`` device, which records shapes only, so this is
+    cheap even for resnet200.
+
+    Raises:
+        ValueError: If ``name`` is not registered or an override is not a config field.
+    """
+    import torch
+
+    factory = get_factory(name)
+    with torch.device("meta"):
+        return factory(**overrides).config
+
+
+def check_architecture(name: str, config: ResNet3DConfig, source: str) -> None:
+    """Raise unless ``config`` is the architecture registered as ``name``.
+
+    The classifier size, the input channels and the (2+1)D stem width may differ (weights
+    adapt them explicitly); the name and ``conv_impl`` are not architecture.
+
+    Raises:
+        ValueError: Naming the fields that differ.
+    """
+    reference = registered_config(
+        name,
+        num_classes=config.num_classes,
+        in_channels=config.in_channels,
+        stem_midplanes=config.stem_midplanes,
+    )
+    if reference == config:
+        return
+    ours, theirs = reference.to_dict(), config.to_dict()
+    differ = [
+        f"{key}: {theirs[key]!r} (registered: {ours[key]!r})"
+        for key in ours
+        if key not in ("name", "conv_impl") and ours[key] != theirs.get(key)
+    ]
+    raise ValueError(
+        f"{source} is not the architecture registered as {name!r}: {'; '.join(differ)}"
+    )
 
 
 def _natural_key(name: str) -> tuple[Any, ...]:
