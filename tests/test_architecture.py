@@ -19,7 +19,7 @@ PACKAGE = SRC / "resnet3d"
 
 #: Rooms from the bottom up. A module may import its own room and the rooms listed before it.
 ROOMS = (
-    ("base", ("_version", "_utils", "_moved", "errors", "presets", "torch_files")),
+    ("base", ("_version", "_utils", "_moved", "constants", "errors", "presets", "torch_files")),
     ("metrics", ("metrics",)),
     ("data", ("data",)),
     ("weights", ("weights",)),
@@ -184,7 +184,7 @@ def test_the_checks_catch_a_violation() -> None:
     assert room_of("resnet3d.engine.train") > room_of("resnet3d.models.config")
     graph["resnet3d.data.readers"].add("resnet3d.data.volumes")
     graph["resnet3d.data.volumes"].add("resnet3d.data.readers")
-    assert ["resnet3d.data.readers", "resnet3d.data.volumes"] in _cycles(graph)
+    assert any({"resnet3d.data.readers", "resnet3d.data.volumes"} <= set(c) for c in _cycles(graph))
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("resnet3d.data")))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from tests.helpers import ccii
 
 from resnet3d.data.cache import VolumeCache, build_cache
 from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient
@@ -31,22 +30,7 @@ STACKER = SliceStacker(depth=2, size=(5, 7))
 
 def make_ccii(root: Path, rgb_scan: str = "30") -> Path:
     """Noise PNG slices (8x8 gray; one scan RGB) in the CC-CCII layout."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for label, patients in LAYOUT.items():
-        for patient, scans in patients.items():
-            for scan, n in scans.items():
-                folder = root / label / patient / scan
-                folder.mkdir(parents=True)
-                shape = (8, 8, 3) if scan == rgb_scan else (8, 8)
-                for i in range(n):
-                    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(
-                        folder / f"{i}.png"
-                    )
-                rows.append(["x.zip", label, patient, scan, n])
-    with open(root / "unzip_filenames.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["zip_file", "label", "patient_id", "scan_id", "n_slice"], *rows])
-    return root
+    return ccii.make_ccii(root, LAYOUT, size=8, rgb_scans=(rgb_scan,))
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

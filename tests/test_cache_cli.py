@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from tests.helpers import ccii
 
 from resnet3d.cli import main
 from resnet3d.data.cache import VolumeCache
@@ -16,15 +15,11 @@ from resnet3d.data.volumes import SliceStacker
 
 
 def make_ccii(root: Path) -> Path:
-    rng = np.random.default_rng(1)
-    for label, patients in {"NCP": ("1", "2"), "CP": ("3", "4"), "Normal": ("5", "6")}.items():
-        for patient in patients:
-            folder = root / label / patient / f"{patient}0"
-            folder.mkdir(parents=True)
-            for i in range(5):
-                noise = rng.integers(0, 256, (8, 8), dtype=np.uint8)
-                Image.fromarray(noise).save(folder / f"{i}.png")
-    return root
+    layout = {
+        label: {patient: {f"{patient}0": 5} for patient in patients}
+        for label, patients in {"NCP": ("1", "2"), "CP": ("3", "4"), "Normal": ("5", "6")}.items()
+    }
+    return ccii.make_ccii(root, layout, size=8, csv_rows=False, seed=1)
 
 
 def test_build_volumes_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

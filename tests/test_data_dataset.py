@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from tests.helpers import ccii
 from torch.utils.data import DataLoader
 
 from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient
@@ -24,20 +23,7 @@ LAYOUT: Mapping[str, Mapping[str, Mapping[str, int]]] = {
 
 
 def make_ccii(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    rows = []
-    for label, patients in LAYOUT.items():
-        for patient, scans in patients.items():
-            for scan, n in scans.items():
-                folder = root / label / patient / scan
-                folder.mkdir(parents=True)
-                for i in range(n):
-                    noise = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-                    Image.fromarray(noise).save(folder / f"{i}.png")
-                rows.append(["x.zip", label, patient, scan, n])
-    with open(root / "unzip_filenames.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["zip_file", "label", "patient_id", "scan_id", "n_slice"], *rows])
-    return root
+    return ccii.make_ccii(root, LAYOUT, rgb=True)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.helpers import ccii
 
 from resnet3d.data.index import CCII_CLASSES, ScanIndex, ScanRecord
 from resnet3d.errors import DatasetLayoutError, DatasetNotFoundError
@@ -25,23 +26,7 @@ LAYOUT: Layout = {
 
 def make_ccii(root: Path, layout: Layout = LAYOUT, csv_rows: bool = True, seed: int = 0) -> Path:
     """Write tiny noise PNG slices in the CC-CCII layout (+ unzip_filenames.csv)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for label, patients in layout.items():
-        for patient, scans in patients.items():
-            for scan, n in scans.items():
-                folder = root / label / patient / scan
-                folder.mkdir(parents=True)
-                for i in range(n):
-                    noise = rng.integers(0, 256, (6, 6), dtype=np.uint8)
-                    Image.fromarray(noise).save(folder / f"{i:04d}.png")
-                rows.append(["x.zip", label, patient, scan, n])
-    if csv_rows:
-        with open(root / "unzip_filenames.csv", "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["zip_file", "label", "patient_id", "scan_id", "n_slice"])
-            writer.writerows(rows)
-    return root
+    return ccii.make_ccii(root, layout, name="{i:04d}.png", csv_rows=csv_rows, seed=seed)
 
 
 def test_ccii_rows_counts_and_order(tmp_path: Path) -> None:

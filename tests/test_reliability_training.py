@@ -11,8 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.helpers import toy
 from tests.helpers.torchrun import ROOT, run_two_ranks
-from tests.helpers.toy import LABELS, TINY, ToyVolumes, make_trainer
+from tests.helpers.toy import LABELS, ToyVolumes, make_trainer
 
 from resnet3d.cli import main
 from resnet3d.data import phantom
@@ -21,17 +22,7 @@ from resnet3d.engine.train import TrainConfig, Trainer, TrainingDivergedError
 
 
 def tiny_config(out: Path, **changes: object) -> TrainConfig:
-    return TrainConfig(
-        out_dir=str(out),
-        model="resnet10",
-        model_overrides=dict(TINY),
-        epochs=2,
-        batch_size=4,
-        lr_step=2,
-        progress=False,
-        workers=0,
-        **changes,  # type: ignore[arg-type]
-    )
+    return toy.tiny_config(out, workers=0, **changes)
 
 
 def test_nan_input_stops_training_naming_the_scan(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers.toy import LABELS, TINY, ToyVolumes, make_trainer
+from tests.helpers.toy import LABELS, TINY, ToyVolumes, make_trainer, tiny_config
 
 from resnet3d.engine.checkpoint import (
     CheckpointError,
@@ -84,14 +84,7 @@ def test_resume_refuses_other_split_or_model(tmp_path: Path) -> None:
     trainer.split_hash = "another-split"
     with pytest.raises(CheckpointError, match="split"):
         trainer.fit(resume="auto")
-    config = TrainConfig(
-        out_dir=str(tmp_path),
-        model="resnet18",
-        model_overrides=dict(TINY),
-        epochs=2,
-        batch_size=4,
-        progress=False,
-    )
+    config = tiny_config(tmp_path, model="resnet18")
     other = Trainer(config, ToyVolumes(8, 0), None, LABELS, split_hash="split-1")
     with pytest.raises(CheckpointError, match="model: 'resnet10' -> 'resnet18'"):
         other.fit(resume="auto")
@@ -129,15 +122,7 @@ def test_nan_loss_stops_and_keeps_best(tmp_path: Path) -> None:
     best_before = (tmp_path / "best.pt").read_bytes()
     poisoned = ToyVolumes(24, 0)
     poisoned.x[5] = float("nan")
-    config = TrainConfig(
-        out_dir=str(tmp_path),
-        model="resnet10",
-        model_overrides=dict(TINY),
-        epochs=3,
-        batch_size=4,
-        lr_step=2,
-        progress=False,
-    )
+    config = tiny_config(tmp_path, epochs=3)
     trainer = Trainer(config, poisoned, ToyVolumes(12, 1), LABELS, split_hash="split-1")
     with pytest.raises(TrainingDivergedError, match="non-finite input at epoch 2"):
         trainer.fit(resume="auto")
@@ -146,15 +131,7 @@ def test_nan_loss_stops_and_keeps_best(tmp_path: Path) -> None:
 
 
 def test_uint8_volumes_train(tmp_path: Path) -> None:
-    config = TrainConfig(
-        out_dir=str(tmp_path),
-        model="resnet10",
-        model_overrides=dict(TINY),
-        epochs=1,
-        batch_size=4,
-        progress=False,
-        precision="bf16",
-    )
+    config = tiny_config(tmp_path, epochs=1, precision="bf16")
     trainer = Trainer(config, ToyVolumes(8, 0, uint8=True), ToyVolumes(4, 1, uint8=True), LABELS)
     result = trainer.fit()
     assert math.isfinite(result.history[0].train_loss)
@@ -227,14 +204,7 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
 
 def test_last_batch_of_one_sample_is_dropped_not_fatal(tmp_path: Path) -> None:
     # 9 volumes in batches of 4 leave one: BatchNorm cannot train on a single 1x1x1 map.
-    config = TrainConfig(
-        out_dir=str(tmp_path),
-        model="resnet10",
-        model_overrides=dict(TINY),
-        epochs=1,
-        batch_size=4,
-        progress=False,
-    )
+    config = tiny_config(tmp_path, epochs=1)
     trainer = Trainer(config, ToyVolumes(9, 0), None, LABELS)
     trainer.fit()
     assert trainer.step == 2

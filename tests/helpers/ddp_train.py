@@ -13,23 +13,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.helpers.toy import ToyVolumes
+from tests.helpers.toy import ToyVolumes, tiny_config
 
 from resnet3d.engine.distributed import destroy_distributed
-from resnet3d.engine.train import TrainConfig, Trainer, volume_metrics
+from resnet3d.engine.train import Trainer, volume_metrics
 
 
 def trainer(out: Path, epochs: int) -> Trainer:
-    config = TrainConfig(
-        out_dir=str(out),
-        model="resnet10",
-        model_overrides={"widths": (4, 8, 8, 8)},
-        epochs=epochs,
-        batch_size=3,
-        lr_step=2,
-        progress=False,
-        precision="fp32",
-    )
+    config = tiny_config(out, epochs=epochs, batch_size=3, precision="fp32")
     # 13 validation volumes over 2 ranks: DistributedSampler pads one, which must not count.
     return Trainer(config, ToyVolumes(22, 0), ToyVolumes(13, 1), ["a", "b", "c"], split_hash="s")
 

@@ -20,7 +20,8 @@ def free_port() -> int:
 
 def run_two_ranks(script: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ``script ARGS`` under ``torchrun --nproc_per_node=2``, one thread per rank."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     command = [
         sys.executable,
         "-m",

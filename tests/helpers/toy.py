@@ -30,16 +30,24 @@ class ToyVolumes(Dataset):
         return self.x[i], int(self.y[i]), f"scan{i // 2}", f"patient{i // 4}"
 
 
+def tiny_config(out: Path, **changes: object) -> TrainConfig:
+    """The training config of the loop tests: a narrow resnet10, 2 epochs of batch 4.
+
+    Any field can be changed (``epochs=1``, ``precision="fp32"``, ``model="resnet18"``).
+    """
+    settings: dict[str, object] = {
+        "out_dir": str(out),
+        "model": "resnet10",
+        "model_overrides": dict(TINY),
+        "epochs": 2,
+        "batch_size": 4,
+        "lr_step": 2,
+        "progress": False,
+    }
+    return TrainConfig(**{**settings, **changes})  # type: ignore[arg-type]
+
+
 def make_trainer(out: Path, epochs: int, **kwargs: object) -> Trainer:
     """A tiny resnet10 trainer on 24 training and 12 validation toy volumes (batch 4)."""
-    config = TrainConfig(
-        out_dir=str(out),
-        model="resnet10",
-        model_overrides=dict(TINY),
-        epochs=epochs,
-        batch_size=4,
-        lr_step=2,
-        progress=False,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    config = tiny_config(out, epochs=epochs, **kwargs)
     return Trainer(config, ToyVolumes(24, 0), ToyVolumes(12, 1), LABELS, split_hash="split-1")
