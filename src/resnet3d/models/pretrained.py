@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._utils import did_you_mean
 from ..errors import (
@@ -177,11 +177,10 @@ def from_pretrained(
                     f"revision={revision!r}. To load another revision, name the repo: "
                     f"from_pretrained({entry.repo_id!r}, revision={revision!r})"
                 )
-            repo_id, rev, filename = entry.repo_id, entry.revision, entry.filename
+            # A published entry has its repo id (PretrainedEntry.published).
+            repo_id, rev, filename = cast(str, entry.repo_id), entry.revision, entry.filename
         else:
             repo_id, rev, filename = str(target), revision, WEIGHTS_NAME
-        if repo_id is None:  # pragma: no cover - PretrainedEntry guarantees it when published
-            raise ValueError(f"{name_or_path!r} has no repo id")
         where = (
             f"alias {entry.alias!r} (repo {repo_id!r} at {rev})" if entry else f"repo {repo_id!r}"
         )

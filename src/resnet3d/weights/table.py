@@ -24,7 +24,7 @@ import fnmatch
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -145,7 +145,6 @@ class PretrainedEntry:
     dataset: str = ""
     train_args: tuple[str, ...] = ()
     reference: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -170,7 +169,6 @@ class PretrainedEntry:
             raise ValueError(f"{self.alias}: labels must be non-empty strings, got {self.labels!r}")
         set_(self, "metrics", tuple(self.metrics))
         set_(self, "train_args", tuple(self.train_args))
-        set_(self, "extra", MappingProxyType(dict(self.extra)))
         if self.repo_id is not None and not _REPO_ID.fullmatch(self.repo_id):
             raise ValueError(
                 f"{self.alias}: repo_id must look like 'org/name', got {self.repo_id!r}"
@@ -202,14 +200,8 @@ class PretrainedEntry:
         """Whether the weights are on the Hub (repo, pinned revision and sha256 known)."""
         return self.repo_id is not None and self.revision is not None and self.sha256 is not None
 
-    @property
-    def in_channels(self) -> int | None:
-        """Channels of the input volumes (from ``preprocessing``), if given."""
-        channels = self.preprocessing.get("channels")
-        return channels if isinstance(channels, int) else None
-
     def to_dict(self) -> dict[str, Any]:
-        """The entry as a JSON-able dict (what ``config.json``'s ``pretrained`` block holds)."""
+        """The entry as a JSON-able dict ."""
         return {
             "alias": self.alias,
             "architecture": self.architecture,
