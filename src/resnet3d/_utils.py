@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
@@ -71,21 +72,80 @@ def check_choice(name: str, value: str, options: Sequence[str]) -> str:
     return value
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` (UTF-8) via a synced temporary file and a rename.
+#: Marks the temporary files of :func:`atomic_open` (``.<name>.tmp-<pid>``), so leftovers of
+#: a killed process can be recognised and removed.
+TMP_MARK = ".tmp-"
 
-    A process killed at any point leaves the previous file or the new one, never half of one.
-    The folder is created if needed. Returns the path written.
+
+@contextlib.contextmanager
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "wb", *, sync_dir: bool = False
+) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` that replaces ``path`` only once it is complete.
+
+    The one way the library writes a file that must never be seen half-written (checkpoints,
+    caches, reports, CSV logs): the data goes to ``.<name>.tmp-<pid>`` in the same folder,
+    is flushed and synced, and is renamed over ``path`` (``os.replace``, atomic on POSIX and
+    Windows). A process killed at any point leaves the previous file or the new one; an
+    exception inside the block removes the temporary file and leaves ``path`` as it was.
+    The folder is created if needed.
+
+    Args:
+        path: The file to write.
+        mode: ``"wb"``, ``"w"`` (UTF-8 text, ``\n`` line ends) or ``"w+b"``.
+        sync_dir: Also sync the folder after the rename, so the new name survives a power
+            loss (checkpoints; costs one more sync).
+
+    Yields:
+        The open temporary file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    if mode not in ("wb", "w", "w+b"):
+        raise ValueError(f"atomic_open writes only ('wb', 'w', 'w+b'), got mode={mode!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
+    text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
+    try:
+        with open(tmp, mode, **text) as handle:  # type: ignore[call-overload]
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        fsync_dir(target.parent)
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Sync a folder's entry list (a rename in it survives a power loss); no-op where
+    folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` (UTF-8) with :func:`atomic_open`. Returns the path."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as containers and ``taskset`` set
+    it), else ``os.cpu_count()``; at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def env_flag(name: str) -> bool:
