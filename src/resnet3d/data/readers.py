@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -44,7 +42,28 @@ from ..errors import (
     Resnet3DError,
     UnsupportedFormatError,
 )
+from .files import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_VOXELS,
+    MAX_BYTES_ENV,
+    MAX_VOXELS_ENV,
+    SLICE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    ScanFiles,
+    ScanHeader,
+    SliceKind,
+    is_junk_name,
+    is_nifti_name,
+    is_video_name,
+    natural_key,
+    refuse_pixels,
+    refuse_size,
+    size_limits,
+)
+from .video import video_scan  # PyAV itself is imported only when a video is read
 
+# The names of files.py that were defined here before: ``readers.ScanFiles`` keeps working.
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
@@ -73,40 +92,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Largest slice accepted, in pixels (width x height x frames). 8192 x 8192 is far above any CT
-#: slice; a file that declares more is treated as a decompression bomb and never decoded.
-DEFAULT_MAX_PIXELS = 8192 * 8192
 
-#: Largest scan accepted, in voxels (slices x rows x columns, as its headers declare):
-#: 512 x 512 x 4096, far above a CT scan. Override per call (``max_voxels=``) or with the
-#: ``RESNET3D_MAX_VOXELS`` environment variable.
-DEFAULT_MAX_VOXELS = 512 * 512 * 4096
-#: Largest scan accepted, in bytes at its stored sample size (voxels x bytes per voxel):
-#: 4 GiB. Override per call (``max_bytes=``) or with ``RESNET3D_MAX_BYTES``.
-DEFAULT_MAX_BYTES = 4 * 1024**3
-#: Environment variables that set the scan limits when no argument does.
-MAX_VOXELS_ENV = "RESNET3D_MAX_VOXELS"
-MAX_BYTES_ENV = "RESNET3D_MAX_BYTES"
-
-SliceKind = Literal["image", "dicom"]
-ScanKind = Literal["image", "dicom", "nifti", "video"]
-
-# Names that are never slices, compared in lower case: OS and archive droppings, DICOM indexes.
-_JUNK_NAMES = frozenset(
-    {"thumbs.db", "desktop.ini", "dicomdir", "readme", "license", "version", "__macosx"}
-)
-# File name endings that may hold a slice. Files without an extension, or with a numeric one
-# (DICOM files are often named by their UID, e.g. ``1.2.840.113619.2.1``), are candidates too.
-# Anything else (.txt, .csv, .json, .xml, .db, ...) is skipped as junk.
-_SLICE_SUFFIXES = frozenset(
-    {
-        ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".webp",
-        ".dcm", ".dicom", ".dic", ".ima",
-    }
-)  # fmt: skip
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
-#: File name endings of video files: one file is one scan, its frames are the slices.
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
@@ -118,66 +104,6 @@ _FORMATS_TEXT = "PNG, JPEG, TIFF, BMP, WebP or DICOM"
 
 _DICOM_HINT = 'reading DICOM needs pydicom: pip install "resnet3d[dicom]"'
 _NIFTI_HINT = 'reading NIfTI needs nibabel: pip install "resnet3d[nifti]"'
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
-    """Sort key that orders embedded numbers by value: ``2.png`` before ``10.png``.
-
-    Zero padding does not matter (``0002`` and ``2`` compare equal by value; the full name
-    breaks the tie so the order is total), and letters compare case-insensitively.
-
-    Args:
-        name: A file name.
-
-    Returns:
-        A tuple usable as a ``sorted`` key.
-    """
-    # re.split with a capturing group alternates text, number, text, ...: every position
-    # holds the same type in every key, so tuples always compare.
-    parts = _DIGITS.split(name)
-    key = tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts))
-    return (key, name)
-
-
-def is_junk_name(name: str) -> bool:
-    """Whether a directory entry is skipped by name alone.
-
-    Dotfiles (including macOS ``._*`` resource forks and ``.DS_Store``), ``__MACOSX``,
-    ``Thumbs.db``, ``desktop.ini``, ``DICOMDIR`` and files whose extension is not an image or
-    DICOM extension (``.txt``, ``.csv``, ...) are junk. Files without an extension or with a
-    numeric one are kept because DICOM files are often named that way.
-
-    Args:
-        name: A file or folder name (not a path).
-
-    Returns:
-        True when the entry should be ignored.
-    """
-    lower = name.casefold()
-    if lower.startswith(".") or lower in _JUNK_NAMES or lower.startswith("~"):
-        return True
-    suffix = os.path.splitext(lower)[1]
-    if not suffix or suffix[1:].isdigit():
-        return False
-    return suffix not in _SLICE_SUFFIXES
-
-
-def _is_nifti_name(name: str) -> bool:
-    return name.casefold().endswith(_NIFTI_SUFFIXES)
-
-
-def is_video_name(name: str) -> bool:
-    """Whether a file name ends like a video (:data:`VIDEO_SUFFIXES`, any letter case).
-
-    Args:
-        name: A file name or path.
-
-    Returns:
-        True for ``.mp4``, ``.m4v``, ``.mov``, ``.avi``, ``.mkv`` and ``.webm``.
-    """
-    return os.fspath(name).casefold().endswith(VIDEO_SUFFIXES)
 
 
 def _sniff_bytes(head: bytes) -> SliceKind | None:
@@ -233,147 +159,8 @@ def _describe_unknown(path: str | os.PathLike[str]) -> str:
 # Size limits: checked from headers, before any pixel is read or allocated
 
 
-def _limit_from_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1, e.g. {name}={default}")
-    return value
-
-
-def size_limits(max_voxels: int | None = None, max_bytes: int | None = None) -> tuple[int, int]:
-    """The scan size limits in force: the arguments, else the environment, else the defaults.
-
-    Args:
-        max_voxels: Largest scan in voxels; ``None`` reads ``RESNET3D_MAX_VOXELS``, or uses
-            :data:`DEFAULT_MAX_VOXELS` when it is not set.
-        max_bytes: Largest scan in bytes as stored; ``None`` reads ``RESNET3D_MAX_BYTES``, or
-            uses :data:`DEFAULT_MAX_BYTES`.
-
-    Returns:
-        ``(max_voxels, max_bytes)``.
-
-    Raises:
-        ValueError: If a limit (argument or environment variable) is not an int >= 1.
-    """
-    resolved = []
-    for name, value, env, default in (
-        ("max_voxels", max_voxels, MAX_VOXELS_ENV, DEFAULT_MAX_VOXELS),
-        ("max_bytes", max_bytes, MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
-    ):
-        if value is None:
-            resolved.append(_limit_from_env(env, default))
-        elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            resolved.append(value)
-        else:
-            raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
-    return resolved[0], resolved[1]
-
-
-def _gigabytes(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 10**8 else f"{n:,} bytes"
-
-
-def _refuse_pixels(
-    path: str | os.PathLike[str], width: int, height: int, max_pixels: int, frames: int = 1
-) -> None:
-    """Raise :class:`ImageTooLargeError` if one slice declares more than ``max_pixels``."""
-    pixels = width * height * frames
-    if pixels <= max_pixels:
-        return
-    per_frame = f" x {frames} frames" if frames > 1 else ""
-    raise ImageTooLargeError(
-        f"{os.fspath(path)}: declares {width}x{height} pixels{per_frame} = {pixels:,}, more "
-        f"than the limit of {max_pixels:,} pixels (max_pixels); rejected before decoding "
-        "(a decompression bomb?)",
-        path=path,
-    )
-
-
-def _refuse_size(
-    path: str | os.PathLike[str],
-    what: str,
-    voxels: int,
-    nbytes: int,
-    max_voxels: int | None,
-    max_bytes: int | None,
-) -> None:
-    """Raise :class:`ImageTooLargeError` if a declared size is above the limits in force."""
-    limit_voxels, limit_bytes = size_limits(max_voxels, max_bytes)
-    if voxels > limit_voxels:
-        limit, knob, env = f"{limit_voxels:,} voxels", "max_voxels", MAX_VOXELS_ENV
-    elif nbytes > limit_bytes:
-        limit, knob, env = _gigabytes(limit_bytes), "max_bytes", MAX_BYTES_ENV
-    else:
-        return
-    raise ImageTooLargeError(
-        f"{os.fspath(path)}: declares {what} ({voxels:,} voxels, {_gigabytes(nbytes)}), more "
-        f"than the limit of {limit}; refused before reading any data (raise the limit with "
-        f"{knob}= or the {env} environment variable)",
-        path=path,
-    )
-
-
 # ----------------------------------------------------------------------------------------
 # Scans: listing and validation
-
-
-@dataclass(frozen=True)
-class ScanHeader:
-    """What a scan's headers declare, read without touching pixel data.
-
-    Attributes:
-        shape: ``(S, H, W)``: slices, rows and columns of every slice (for NIfTI, of the
-            axial slices).
-        itemsize: Bytes per voxel as stored (all samples; 3 for 8-bit RGB).
-        domain: How values are mapped to ``[0, 1]``: ``"u8"`` (8-bit images, passed
-            through), ``"int"`` (16- or 32-bit integer images, windowed or ``x / 65535``),
-            ``"float"`` (float images, clipped) or ``"hu"`` (DICOM and NIfTI values).
-        text: The declaration in words, for messages (``"a NIfTI volume of 512 x 512 x 300
-            int16"``).
-    """
-
-    shape: tuple[int, int, int]
-    itemsize: int
-    domain: str
-    text: str
-
-    @property
-    def voxels(self) -> int:
-        """``S x H x W``."""
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes as stored: ``voxels x itemsize``."""
-        return self.voxels * self.itemsize
-
-
-@dataclass(frozen=True)
-class ScanFiles:
-    """The files of one scan, in slice order.
-
-    Attributes:
-        path: The scan folder, the NIfTI file or the video file.
-        kind: ``"image"`` (Pillow formats), ``"dicom"``, ``"nifti"`` or ``"video"``.
-        slices: The slice files in order; empty for a NIfTI volume or a video.
-        n_slices: Number of slices (for NIfTI, the number of axial slices; for a video, its
-            frames).
-        header: What the headers declare, once :func:`validate_scan` has checked them
-            (:func:`scan_files` always does); ``None`` for a record built by hand or a scan
-            without slices. Not compared.
-    """
-
-    path: Path
-    kind: ScanKind
-    slices: tuple[Path, ...]
-    n_slices: int
-    header: ScanHeader | None = field(default=None, compare=False)
 
 
 def _dangling(entry: os.DirEntry[str]) -> bool:
@@ -381,7 +168,7 @@ def _dangling(entry: os.DirEntry[str]) -> bool:
     if not entry.is_symlink() or entry.is_file() or entry.is_dir():
         return False
     return not is_junk_name(entry.name) or (
-        _is_nifti_name(entry.name) and not entry.name.startswith(".")
+        is_nifti_name(entry.name) and not entry.name.startswith(".")
     )
 
 
@@ -455,11 +242,9 @@ def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
     if not root.exists():
         raise DatasetNotFoundError(f"scan {os.fspath(root)!r} does not exist", path=root)
     if root.is_file():
-        if _is_nifti_name(root.name):
+        if is_nifti_name(root.name):
             return _nifti_scan(root)
         if is_video_name(root.name):
-            from .video import video_scan  # imports PyAV only when a video is read
-
             return video_scan(root)
         raise DatasetLayoutError(
             f"{os.fspath(root)}: a scan is a folder of slices or a NIfTI file (.nii, .nii.gz), "
@@ -467,7 +252,7 @@ def scan_files(path: str | os.PathLike[str]) -> ScanFiles:
             path=root,
         )
     entries = _list_files(root)
-    niftis = [e for e in entries if _is_nifti_name(e.name) and not e.name.startswith(".")]
+    niftis = [e for e in entries if is_nifti_name(e.name) and not e.name.startswith(".")]
     candidates = [e for e in entries if not is_junk_name(e.name)]
     if niftis and not candidates:
         if len(niftis) > 1:
@@ -528,8 +313,6 @@ def validate_scan(files: ScanFiles) -> ScanFiles:
     if files.kind == "nifti":
         return dataclasses.replace(files, header=_nifti_header(files.path)[1])
     if files.kind == "video":
-        from .video import video_scan
-
         return dataclasses.replace(files, header=video_scan(files.path).header)
     if not files.slices:
         return files
@@ -563,8 +346,8 @@ def check_scan_size(
     if header is None:
         raise ValueError(f"{files.path}: check_scan_size needs a validated scan (validate_scan)")
     _, height, width = header.shape
-    _refuse_pixels(files.slices[0] if files.slices else files.path, width, height, max_pixels)
-    _refuse_size(files.path, header.text, header.voxels, header.nbytes, max_voxels, max_bytes)
+    refuse_pixels(files.slices[0] if files.slices else files.path, width, height, max_pixels)
+    refuse_size(files.path, header.text, header.voxels, header.nbytes, max_voxels, max_bytes)
 
 
 def list_slices(scan_dir: str | os.PathLike[str]) -> list[Path]:
@@ -671,7 +454,7 @@ def _consistent(headers: Sequence[_SliceHeader]) -> _SliceHeader:
 def _slice_number(name: str) -> tuple[str | int, ...]:
     """A name's natural key without an image extension: equal for one slice number."""
     stem, suffix = os.path.splitext(name)
-    if suffix.casefold() not in _SLICE_SUFFIXES:
+    if suffix.casefold() not in SLICE_SUFFIXES:
         stem = name
     return natural_key(stem)[0]
 
@@ -933,10 +716,10 @@ def read_dicom(
         raise CorruptSliceError(
             f"{os.fspath(path)}: unreadable DICOM image size: {error}", path=path
         ) from error
-    _refuse_pixels(path, cols, rows, max_pixels, frames)
+    refuse_pixels(path, cols, rows, max_pixels, frames)
     voxels = frames * rows * cols
     what = f"{frames} frame(s) of {cols} x {rows} x {samples} sample(s) of {bits} bits"
-    _refuse_size(path, what, voxels, voxels * samples * -(-bits // 8), max_voxels, max_bytes)
+    refuse_size(path, what, voxels, voxels * samples * -(-bits // 8), max_voxels, max_bytes)
     return _decode_dicom(path, max_pixels)
 
 
@@ -952,7 +735,7 @@ def _decode_dicom(path: str | os.PathLike[str], max_pixels: int) -> np.ndarray:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     # Checked again on what was read: the file may have changed since its header was checked.
-    _refuse_pixels(path, cols, rows, max_pixels, frames)
+    refuse_pixels(path, cols, rows, max_pixels, frames)
     if frames > 1 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise UnsupportedFormatError(
             f"{os.fspath(path)}: only single-frame grayscale DICOM slices are supported "
@@ -1072,8 +855,8 @@ def read_nifti(
     nibabel = _require_nibabel()
     img, header, ornt = _nifti_header(Path(path))
     _, height, width = header.shape
-    _refuse_pixels(path, width, height, max_pixels)
-    _refuse_size(path, header.text, header.voxels, header.nbytes, max_voxels, max_bytes)
+    refuse_pixels(path, width, height, max_pixels)
+    refuse_size(path, header.text, header.voxels, header.nbytes, max_voxels, max_bytes)
     try:
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as error:
@@ -1138,7 +921,7 @@ def open_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     im = _open_pillow(path)
     try:
         width, height = im.size
-        _refuse_pixels(path, width, height, max_pixels)
+        refuse_pixels(path, width, height, max_pixels)
         frames = int(getattr(im, "n_frames", 1) or 1)
         if frames > 1:
             raise _multi_frame_error(path, im.format or "image", frames, width, height)

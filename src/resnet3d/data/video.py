@@ -49,14 +49,14 @@ from ..errors import (
     MissingDependencyError,
     UnsupportedFormatError,
 )
-from .readers import (
+from .files import (
     DEFAULT_MAX_PIXELS,
     VIDEO_SUFFIXES,
     ScanFiles,
     ScanHeader,
-    _refuse_pixels,
-    _refuse_size,
     is_video_name,
+    refuse_pixels,
+    refuse_size,
 )
 
 __all__ = [
@@ -207,7 +207,7 @@ def _header(path: Path, container: Any, stream: Any, max_pixels: int) -> VideoIn
             f"{os.fspath(path)}: video stream declares no frame size ({width} x {height})",
             path=path,
         )
-    _refuse_pixels(path, width, height, max_pixels)
+    refuse_pixels(path, width, height, max_pixels)
     fps = _fraction(stream.average_rate) or _fraction(stream.guessed_rate)
     fps = fps or _fraction(stream.base_rate)
     if not fps:
@@ -555,7 +555,7 @@ def _check_held(info: VideoInfo, count: int, max_voxels: int | None, max_bytes: 
     height, width = info.display_hw
     voxels = count * height * width
     what = f"{count} frames of {width} x {height} RGB to be decoded, of {info.frames} in the video"
-    _refuse_size(info.path, what, voxels, voxels * 3, max_voxels, max_bytes)
+    refuse_size(info.path, what, voxels, voxels * 3, max_voxels, max_bytes)
 
 
 class _Decoder:
@@ -687,7 +687,7 @@ class _Decoder:
     def _check_frame(self, frame: Any, t: float) -> None:
         info = self.info
         if (frame.width, frame.height) != (info.width, info.height):
-            _refuse_pixels(info.path, frame.width, frame.height, self.max_pixels)
+            refuse_pixels(info.path, frame.width, frame.height, self.max_pixels)
             raise InconsistentScanError(
                 f"{os.fspath(info.path)}: frame at {t:.3f} s is {frame.width}x{frame.height} "
                 f"but the stream declares {info.width}x{info.height}; a video must keep one "
@@ -761,7 +761,7 @@ def read_frames(
     if info is None:
         info = read_video_info(path, max_pixels=max_pixels)
     else:
-        _refuse_pixels(info.path, info.width, info.height, max_pixels)
+        refuse_pixels(info.path, info.width, info.height, max_pixels)
     rotation = info.rotation if autorotate else 0
     if not autorotate:
         info = dataclasses.replace(info, rotation=0)

@@ -57,13 +57,13 @@ from PIL import Image
 from .. import presets
 from .._utils import check_choice, did_you_mean
 from ..errors import CorruptSliceError, DatasetLayoutError, InconsistentScanError, Resnet3DError
+from .files import refuse_pixels
 from .readers import (
     DEFAULT_MAX_PIXELS,
     ScanFiles,
     _classify,
     _decode_dicom,
     _describe_unknown,
-    _refuse_pixels,
     check_scan_size,
     is_video_name,
     list_slices,
@@ -737,7 +737,7 @@ class SliceStacker:
             # A video is checked frame by frame here, and the frames it will hold when read
             # (video.read_frames): a few clips of a long video are not the whole video.
             _, height, width = files.header.shape
-            _refuse_pixels(files.path, width, height, self.max_pixels)
+            refuse_pixels(files.path, width, height, self.max_pixels)
             return files
         check_scan_size(
             files, self.max_pixels, max_voxels=self.max_voxels, max_bytes=self.max_bytes
