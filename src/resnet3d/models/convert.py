@@ -373,12 +373,13 @@ def from_monai(
     Raises:
         ConversionError: If the weights are not a 3D MONAI ResNet.
     """
-    state = _as_state_dict(state_dict)
-    dropped, notes = _fold_conv_bias_into_bn(state)
-    config = infer_config(state, stem_stride=conv1_t_stride, stem_pool=not no_max_pool)
-    report = ConversionReport("monai", config, dropped=dropped, notes=notes)
-    report.mapped = [(k, k) for k in state]
-    return _build("monai", state, config, report), report
+    return _from_same_keys(
+        "monai",
+        state_dict,
+        stem_stride=conv1_t_stride,
+        no_max_pool=no_max_pool,
+        fold_conv_bias=True,
+    )
 
 
 def from_hara(
@@ -402,11 +403,32 @@ def from_hara(
     Returns:
         The converted model (eval mode) and the report.
     """
+    return _from_same_keys(
+        "hara",
+        state_dict,
+        stem_stride=(conv1_t_stride, 2, 2),
+        no_max_pool=no_max_pool,
+        fold_conv_bias=False,
+    )
+
+
+def _from_same_keys(
+    source: str,
+    state_dict: Mapping[str, Tensor] | str | os.PathLike[str],
+    *,
+    stem_stride: int | tuple[int, int, int],
+    no_max_pool: bool,
+    fold_conv_bias: bool,
+) -> tuple[ResNet3D, ConversionReport]:
+    """Convert weights whose keys are already resnet3d's (MONAI, Hara et al.): the config is
+    read from the tensors' shapes, and only the stem stride and pool must be given.
+    MONAI's stem convolution may carry a bias, which is folded into its batch norm."""
     state = _as_state_dict(state_dict)
-    config = infer_config(state, stem_stride=(conv1_t_stride, 2, 2), stem_pool=not no_max_pool)
-    report = ConversionReport("hara", config)
+    dropped, notes = _fold_conv_bias_into_bn(state) if fold_conv_bias else ([], [])
+    config = infer_config(state, stem_stride=stem_stride, stem_pool=not no_max_pool)
+    report = ConversionReport(source, config, dropped=dropped, notes=notes)
     report.mapped = [(k, k) for k in state]
-    return _build("hara", state, config, report), report
+    return _build(source, state, config, report), report
 
 
 def from_medicalnet(
