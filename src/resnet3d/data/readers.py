@@ -19,12 +19,13 @@ are optional and imported on first use.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ __all__ = [
     "ScanFiles",
     "ScanHeader",
     "check_scan_size",
+    "decoded_image",
     "is_junk_name",
     "is_video_name",
     "list_slices",
@@ -1011,14 +1013,31 @@ def read_slice(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         return read_dicom(path, max_pixels)
     if kind is None:
         raise CorruptSliceError(f"{os.fspath(path)}: {_describe_unknown(path)}", path=path)
+    with decoded_image(path, max_pixels) as image:
+        return np.asarray(image)
+
+
+@contextlib.contextmanager
+def decoded_image(
+    path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[Image.Image]:
+    """Open, size-check and decode one image slice, in the mode :func:`normalize_mode` gives.
+
+    The one slice decoder: :func:`read_slice` and the volume builder (which resizes in
+    Pillow before converting) both use it. Pillow's errors inside the ``with`` block, from
+    decoding or from what the caller does with the image, become :class:`CorruptSliceError`
+    naming the file.
+
+    Yields:
+        The decoded image (``L``, ``RGB``, ``I;16``, ``I`` or ``F``).
+    """
     with open_image(path, max_pixels) as im:
         try:
             im.load()
-            norm = normalize_mode(im)
-            return np.asarray(norm)
+            yield normalize_mode(im)
         except Resnet3DError:
             raise
-        except Exception as error:
+        except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
             raise CorruptSliceError(
                 f"{os.fspath(path)}: cannot decode: {error}", path=path
             ) from error

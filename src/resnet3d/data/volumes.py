@@ -56,7 +56,7 @@ from PIL import Image
 
 from .. import presets
 from .._utils import check_choice, did_you_mean
-from ..errors import CorruptSliceError, DatasetLayoutError, InconsistentScanError, Resnet3DError
+from ..errors import CorruptSliceError, DatasetLayoutError, InconsistentScanError
 from .files import refuse_pixels
 from .readers import (
     DEFAULT_MAX_PIXELS,
@@ -65,10 +65,9 @@ from .readers import (
     _decode_dicom,
     _describe_unknown,
     check_scan_size,
+    decoded_image,
     is_video_name,
     list_slices,
-    normalize_mode,
-    open_image,
     read_nifti,
     scan_files,
     sniff,
@@ -572,26 +571,19 @@ class SliceStacker:
     def _prepare_image(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
         """Decode, resize and map one image slice; returns (array, original (H, W))."""
         want_gray = self.channels == 1 or len(self.windows) > 1
-        with open_image(path, self.max_pixels) as im:
-            width, height = im.size
-            try:
-                im.load()
-                norm = normalize_mode(im)
-                if norm.mode in ("L", "RGB"):
-                    if want_gray and norm.mode == "RGB":
-                        norm = norm.convert("L")
-                    hw = self.hw
-                    if hw is not None and (height, width) != hw and self.resample in _RESAMPLE:
-                        norm = norm.resize((hw[1], hw[0]), _RESAMPLE[self.resample])
-                    out = self._torch_resize_and_crop(np.asarray(norm))
-                    if len(self.windows) > 1:
-                        out = np.repeat(out[..., None], len(self.windows), axis=-1)
-                    return out, (height, width)
-                raw = np.asarray(norm)
-            except Resnet3DError:
-                raise
-            except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
-                raise CorruptSliceError(f"{path}: cannot decode: {error}", path=path) from error
+        with decoded_image(path, self.max_pixels) as norm:
+            width, height = norm.size
+            if norm.mode in ("L", "RGB"):
+                if want_gray and norm.mode == "RGB":
+                    norm = norm.convert("L")
+                hw = self.hw
+                if hw is not None and (height, width) != hw and self.resample in _RESAMPLE:
+                    norm = norm.resize((hw[1], hw[0]), _RESAMPLE[self.resample])
+                out = self._torch_resize_and_crop(np.asarray(norm))
+                if len(self.windows) > 1:
+                    out = np.repeat(out[..., None], len(self.windows), axis=-1)
+                return out, (height, width)
+            raw = np.asarray(norm)
         domain: Domain = "u16" if raw.dtype == np.uint16 else "int"
         if raw.dtype.kind == "f":
             domain = "float"
