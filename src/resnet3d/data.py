@@ -61,6 +61,7 @@ __all__ = [
     "Split",
     "VolumeDataset",
     "split_by_patient",
+    "ucf101_split",
     "video_group",
 ]
 
@@ -1329,6 +1330,113 @@ def split_by_patient(
                 assignment[patient] = name
             start += count
     return Split(index, assignment, seed, shares)
+
+
+def _list_stems(path: Path, test: bool) -> dict[str, int]:
+    """``stem (lower case) -> line`` of a UCF101 list: ``Action/v_..._cMM.avi[ LABEL]``."""
+    if not path.is_file():
+        raise DatasetNotFoundError(f"split list {os.fspath(path)!r} does not exist", path=path)
+    stems: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) > 2 or (len(words) == 2 and (test or not words[1].isdigit())):
+            expected = "Action/v_Action_gNN_cMM.avi" + ("" if test else " LABEL")
+            raise DatasetLayoutError(
+                f"{path}:{number}: expected '{expected}', got {line.strip()!r}", path=path
+            )
+        # By stem, case-insensitively: UCF101's own names differ in case from their folders
+        # (HandstandPushups/v_HandStandPushups_...), and a re-encoded copy has another suffix.
+        stems[Path(words[0].replace("\\", "/")).stem.lower()] = number
+    return stems
+
+
+def ucf101_split(
+    index: ScanIndex,
+    trainlist: str | os.PathLike[str],
+    testlist: str | os.PathLike[str],
+    *,
+    valid_groups: Iterable[int] = (),
+    strict: bool = True,
+) -> Split:
+    """A fixed split from UCF101's official lists (``trainlist01.txt``, ``testlist01.txt``).
+
+    Lines are ``Action/v_Action_g08_c01.avi 1`` (train) and ``Action/v_Action_g01_c01.avi``
+    (test); videos are matched to the index by file stem, ignoring case and suffix. UCF101
+    has no validation set: ``valid_groups`` moves the training videos of those group numbers
+    (e.g. ``(8, 9)``: every class's ``g08`` and ``g09``) to ``valid``. The split keeps groups
+    whole, as the lists do; it has no seed, and its ``fractions`` are the video shares it
+    holds. Save it as ``split.json`` in a run folder (:meth:`Split.to_json`) before
+    ``resnet3d train --out-dir`` that folder, or pass it to ``resnet3d sweep --split``.
+
+    Args:
+        index: Videos of a UCF101-style tree (patients are ``<class>_gNN`` groups).
+        trainlist: The training list.
+        testlist: The test list.
+        valid_groups: Group numbers taken from the training videos for validation.
+        strict: Refuse a video of the index that no list names, and a listed video the index
+            lacks; with ``False`` the first are left out of the split's index and the second
+            are logged.
+
+    Returns:
+        The :class:`Split`.
+
+    Raises:
+        DatasetNotFoundError: If a list does not exist.
+        DatasetLayoutError: For a malformed line, a video in both lists, a group on both
+            sides, or (``strict``) a video named by no list or missing from the index.
+    """
+    train_path, test_path = Path(trainlist), Path(testlist)
+    train, test = _list_stems(train_path, False), _list_stems(test_path, True)
+    both = sorted(set(train) & set(test))
+    if both:
+        raise DatasetLayoutError(
+            f"{len(both)} video(s) are in both {train_path} and {test_path}, e.g. {both[:3]}",
+            path=test_path,
+        )
+    wanted = {int(g) for g in valid_groups}
+    side: dict[str, str] = {}
+    rows, unlisted = [], []
+    for row in index:
+        stem = row.path.stem.lower()
+        if stem in test:
+            name = "test"
+        elif stem in train:
+            match = _UCF_NAME.match(row.path.stem)
+            name = "valid" if match and int(match["group"]) in wanted else "train"
+        else:
+            unlisted.append(row)
+            continue
+        if side.setdefault(row.patient_id, name) != name:
+            raise DatasetLayoutError(
+                f"{row.path}: group {row.patient_id!r} is in {side[row.patient_id]!r} and "
+                f"{name!r}; the lists must keep a group on one side",
+                path=row.path,
+            )
+        rows.append(row)
+    found = {r.path.stem.lower() for r in rows}
+    missing = sorted((set(train) | set(test)) - found)
+    problems = []
+    if unlisted:
+        problems.append(
+            f"{len(unlisted)} video(s) of the data set are in neither list, e.g. "
+            f"{[os.fspath(r.path) for r in unlisted[:3]]}"
+        )
+    if missing:
+        problems.append(
+            f"{len(missing)} listed video(s) are not in the data set, e.g. {missing[:3]}"
+        )
+    if problems and strict:
+        raise DatasetLayoutError(
+            "; ".join(problems) + " (strict=False leaves them out)", path=train_path
+        )
+    for problem in problems:
+        logger.warning("UCF101 split: %s; left out", problem)
+    subset = index.subset(rows)
+    counts = Counter(side[r.patient_id] for r in rows)
+    shares = [round(counts[name] / max(len(rows), 1), 4) for name in SPLIT_NAMES]
+    return Split(subset, side, None, shares)
 
 
 # ----------------------------------------------------------------------------------------
