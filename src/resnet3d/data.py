@@ -1503,9 +1503,7 @@ class VolumeDataset(Dataset):
         _check_seed(seed)
         self.clip_sampling = clip_sampling
         self.seed = seed
-        # The epoch lives in shared memory: DataLoader workers (persistent ones too) hold a
-        # copy of the data set made once, and must still see set_epoch's value.
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._epoch = _epoch_cell(clip_sampling)
         if isinstance(index, Split):
             if split is None:
                 raise ValueError(f"index is a Split: pass split= one of {list(SPLIT_NAMES)}")
@@ -1574,7 +1572,7 @@ class VolumeDataset(Dataset):
         other = copy.copy(self)
         other.clip_sampling = clip_sampling
         other.seed = seed
-        other._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        other._epoch = _epoch_cell(clip_sampling)
         return other
 
     def _random_seed(self, position: int) -> int | None:
@@ -1767,6 +1765,14 @@ class VolumeDataset(Dataset):
             np.take(slices, np.maximum(idx, 0), axis=0, out=target[k, 0], mode="clip")
             target[k, 0, idx < 0] = 0  # pad_mode="zero"
         return out
+
+
+def _epoch_cell(clip_sampling: str) -> torch.Tensor:
+    """Where a data set keeps its epoch: for random clips, in shared memory, because
+    DataLoader workers (persistent ones too) hold a copy of the data set made once and must
+    still see :meth:`VolumeDataset.set_epoch`'s value; uniform clips never read it."""
+    cell = torch.zeros(1, dtype=torch.int64)
+    return cell.share_memory_() if clip_sampling == "random" else cell
 
 
 def _check_seed(seed: Any) -> None:
