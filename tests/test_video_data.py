@@ -11,10 +11,17 @@ import pytest
 import torch
 
 from resnet3d.cli import main
-from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient, video_group
+from resnet3d.data.index import (
+    ScanIndex,
+    Split,
+    VolumeDataset,
+    split_by_patient,
+    ucf101_split,
+    video_group,
+)
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import DatasetLayoutError
-from resnet3d.workflows import expand_scans, level_names
+from resnet3d.workflows import expand_scans, level_names, load_or_make_split
 
 pytest.importorskip("av")
 
@@ -145,3 +152,60 @@ def test_train_evaluate_predict_on_videos(
     assert [Path(r["scan"]) for r in rows] == [one, *expand_scans([videos / "left"])]
     assert len(rows) == 7 and all(r["n_volumes"] == 2 for r in rows)
     assert set(rows[0]["probabilities"]) == set(CLASSES)
+
+
+def write_lists(videos: Path, folder: Path, test_groups: set[int]) -> tuple[Path, Path]:
+    """UCF101-style lists of the fixture's videos: ``test_groups`` to test, the rest to train."""
+    train, test = [], []
+    for number, label in enumerate(sorted(CLASSES), start=1):
+        for video in sorted((videos / label).glob("*.mp4")):
+            name = f"{label}/{video.stem}.avi"  # the lists name .avi files; matched by stem
+            group = int(video.stem.split("_g")[1][:2])
+            (test if group in test_groups else train).append(name)
+            if group not in test_groups:
+                train[-1] += f" {number}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trainlist01.txt").write_text("\n".join(train) + "\n")
+    (folder / "testlist01.txt").write_text("\r\n".join(test) + "\r\n")
+    return folder / "trainlist01.txt", folder / "testlist01.txt"
+
+
+def test_ucf101_official_lists_give_a_fixed_split(videos: Path, tmp_path: Path) -> None:
+    index = ScanIndex.from_path(videos)
+    trainlist, testlist = write_lists(videos, tmp_path, {1})
+    split = ucf101_split(index, trainlist, testlist, valid_groups=[3])
+    for name, groups in (("train", {"g02"}), ("valid", {"g03"}), ("test", {"g01"})):
+        assert {p.rsplit("_", 1)[1] for p in split[name].patients()} == groups
+        assert len(split[name]) == 8  # 2 videos of one group per class
+    assert split.seed is None and split.fractions == (0.3333, 0.3333, 0.3333)
+    again = Split.from_json(split.to_json(), index)
+    assert again.hash == split.hash
+    # A saved fixed split is used by a run whatever its --fractions and --split-seed.
+    split.to_json(tmp_path / "run" / "split.json")
+    used = load_or_make_split(index, tmp_path / "run", fractions=(0.5, 0.25, 0.25), seed=9)
+    assert used.hash == split.hash
+
+
+def test_ucf101_lists_that_do_not_fit_are_refused(videos: Path, tmp_path: Path) -> None:
+    index = ScanIndex.from_path(videos)
+    trainlist, testlist = write_lists(videos, tmp_path, {1})
+    lines = trainlist.read_text().splitlines()
+    trainlist.write_text("\n".join(lines[1:]) + "\n")  # one video of the index unlisted
+    with pytest.raises(DatasetLayoutError, match=r"1 video\(s\) of the data set are in neither"):
+        ucf101_split(index, trainlist, testlist)
+    assert len(ucf101_split(index, trainlist, testlist, strict=False).index) == 23
+    trainlist.write_text("\n".join([*lines, "up/v_up_g09_c01.avi 4"]) + "\n")
+    with pytest.raises(DatasetLayoutError, match=r"1 listed video\(s\) are not in the data set"):
+        ucf101_split(index, trainlist, testlist)
+    first_test = testlist.read_text().splitlines()[0]
+    trainlist.write_text("\n".join([*lines, f"{first_test} 1"]) + "\n")
+    with pytest.raises(DatasetLayoutError, match=r"1 video\(s\) are in both"):
+        ucf101_split(index, trainlist, testlist)
+    moved = [line for line in lines if "_g02_c01" not in line]
+    trainlist.write_text("\n".join(moved) + "\n")
+    testlist.write_text(testlist.read_text() + "down/v_down_g02_c01.avi\n")
+    with pytest.raises(DatasetLayoutError, match="'down_g02' is in 'test' and 'train'"):
+        ucf101_split(index, trainlist, testlist)
+    trainlist.write_text("down/v_down_g02_c02.avi one\n")
+    with pytest.raises(DatasetLayoutError, match=r"trainlist01\.txt:1: expected"):
+        ucf101_split(index, trainlist, testlist)

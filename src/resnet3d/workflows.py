@@ -169,7 +169,9 @@ def load_or_make_split(
             differences = []
             if split.seed is not None and split.seed != seed:
                 differences.append(f"split_seed: {split.seed} -> {seed}")
-            if split.fractions != tuple(float(f) for f in fractions):
+            # A split without a seed was not drawn (a fixed list, e.g. UCF101's): its
+            # fractions are the shares it holds, not a setting to compare.
+            if split.seed is not None and split.fractions != tuple(float(f) for f in fractions):
                 differences.append(
                     f"fractions: {list(split.fractions)} -> {[float(f) for f in fractions]}"
                 )

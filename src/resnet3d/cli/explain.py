@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it measures the model itself.",
     )
     parser.add_argument(
-        "scan", type=Path, metavar="SCAN_DIR", help="a scan folder of slices (or a NIfTI file)"
+        "scan",
+        type=Path,
+        metavar="SCAN_DIR",
+        help="a scan folder of slices, a NIfTI file or a video file (one overlay per frame)",
     )
     add_model_source(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
@@ -102,6 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.inference import resolve_device
     from ..explain import explain_scan
+    from ..explain.scan import slice_word
     from ..workflows import stacker_for
 
     if not args.scan.exists():
@@ -148,14 +152,16 @@ def run(args: argparse.Namespace) -> int:
         if result.method == "occlusion"
         else f"at {result.layer} (feature map {d} x {h} x {w})"
     )
+    unit = slice_word(result.scan)
+    volume = "clip" if unit == "frame" else "volume"
     print(
-        f"{result.method} of class {result.target_label} {where}, {result.n_slices} slices, "
-        f"{len(result.volume_probs)} volumes"
+        f"{result.method} of class {result.target_label} {where}, {result.n_slices} {unit}s, "
+        f"{len(result.volume_probs)} {volume}s"
     )
     uncovered = int((~result.covered).sum())
     if uncovered:
         print(
-            f"note: {uncovered} slices belong to no volume (remainder={stacker.remainder!r}) "
+            f"note: {uncovered} {unit}s belong to no {volume} (remainder={stacker.remainder!r}) "
             "and show no heatmap; --remainder overlap covers them"
         )
     print(f"wrote {len(result.files)} overlays, {result.contact_sheet} and {result.summary}")

@@ -118,6 +118,14 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "up to 1/16 of the size; 'shift=0.1' for more), comma-separated, or 'none' "
         "(default, the paper's recipe)",
     )
+    parser.add_argument(
+        "--clip-sampling",
+        choices=("uniform", "random"),
+        default="uniform",
+        help="which --depth frames each training sample takes: 'uniform' (default: the same "
+        "clips every epoch) or 'random' (new clip starts every epoch, each in its own segment "
+        "of the video, repeated exactly on --resume); validation and test stay uniform",
+    )
     group = parser.add_argument_group("hardware")
     add_device_and_precision(group, precision="auto", use="training")
     group.add_argument(
@@ -207,4 +215,5 @@ def train_config(args: argparse.Namespace, out_dir: Path) -> TrainConfig:
         precise_bn=args.precise_bn,
         augment=args.augment,
         new_head=args.new_head,
+        clip_sampling=args.clip_sampling,
     )

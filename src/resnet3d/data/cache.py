@@ -838,6 +838,7 @@ class VolumeCache:
         stacker: SliceStacker | None = None,
         *,
         compact: bool = False,
+        rows: np.ndarray | None = None,
     ) -> np.ndarray:
         """Volumes of one scan from the cached slices.
 
@@ -848,6 +849,9 @@ class VolumeCache:
                 match the cache's. Default: the build's settings with float32 output.
             compact: Return uint8 volumes with gray scans as one channel, the cache's own
                 form (see :meth:`~resnet3d.data.volumes.SliceStacker.stack_prepared`).
+            rows: Slice numbers of each volume, one row of ``depth`` per volume, instead of
+                ``stacker.volume_indices`` (e.g. random clips: the cache holds every slice,
+                so any clip can be built from it); ``volumes`` then numbers these rows.
 
         Returns:
             The volumes, equal to ``stacker.load(scan)`` for 8-bit sources (deeper sources
@@ -859,11 +863,24 @@ class VolumeCache:
         Raises:
             KeyError: If the scan is not cached.
             CacheError: If the stacker's slice settings differ from the cache's.
-            IndexError: For a volume number out of range.
+            IndexError: For a volume number, or a slice number in ``rows``, out of range.
+            ValueError: If ``rows`` is not ``(volumes, depth)``.
         """
         stk = self._stacker(stacker)
         array = self.slices(key)
-        idx = stk.volume_indices(array.shape[0])
+        if rows is None:
+            idx = stk.volume_indices(array.shape[0])
+        else:
+            idx = np.asarray(rows, dtype=np.int64)
+            if idx.ndim != 2 or idx.shape[1] != stk.depth:
+                raise ValueError(
+                    f"rows must be (volumes, {stk.depth}) slice numbers, got shape {idx.shape}"
+                )
+            if len(idx) and (idx.max() >= array.shape[0] or idx.min() < -1):
+                raise IndexError(
+                    f"slice numbers {int(idx.min())}..{int(idx.max())} out of range: {key} has "
+                    f"{array.shape[0]} cached slices"
+                )
         if volumes is not None:
             wanted = list(volumes)
             for v in wanted:

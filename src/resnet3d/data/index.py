@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -42,10 +43,12 @@ from .volumes import SliceStacker, convert_dtype, default_threads
 
 if TYPE_CHECKING:
     from .cache import VolumeCache
+    from .video import ClipSampler
 
 __all__ = [
     "CCII_CLASSES",
     "CCII_CSV_COLUMNS",
+    "CLIP_SAMPLING",
     "SPLIT_NAMES",
     "ConsistencyReport",
     "Issue",
@@ -54,10 +57,14 @@ __all__ = [
     "Split",
     "VolumeDataset",
     "split_by_patient",
+    "ucf101_split",
     "video_group",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: How :class:`VolumeDataset` picks each sample's slices: fixed volumes or random starts.
+CLIP_SAMPLING = ("uniform", "random")
 
 #: CC-CCII class folders in label order: index 0 is COVID-19 (NCP), 1 common pneumonia (CP),
 #: 2 normal controls.
@@ -1321,6 +1328,113 @@ def split_by_patient(
     return Split(index, assignment, seed, shares)
 
 
+def _list_stems(path: Path, test: bool) -> dict[str, int]:
+    """``stem (lower case) -> line`` of a UCF101 list: ``Action/v_..._cMM.avi[ LABEL]``."""
+    if not path.is_file():
+        raise DatasetNotFoundError(f"split list {os.fspath(path)!r} does not exist", path=path)
+    stems: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) > 2 or (len(words) == 2 and (test or not words[1].isdigit())):
+            expected = "Action/v_Action_gNN_cMM.avi" + ("" if test else " LABEL")
+            raise DatasetLayoutError(
+                f"{path}:{number}: expected '{expected}', got {line.strip()!r}", path=path
+            )
+        # By stem, case-insensitively: UCF101's own names differ in case from their folders
+        # (HandstandPushups/v_HandStandPushups_...), and a re-encoded copy has another suffix.
+        stems[Path(words[0].replace("\\", "/")).stem.lower()] = number
+    return stems
+
+
+def ucf101_split(
+    index: ScanIndex,
+    trainlist: str | os.PathLike[str],
+    testlist: str | os.PathLike[str],
+    *,
+    valid_groups: Iterable[int] = (),
+    strict: bool = True,
+) -> Split:
+    """A fixed split from UCF101's official lists (``trainlist01.txt``, ``testlist01.txt``).
+
+    Lines are ``Action/v_Action_g08_c01.avi 1`` (train) and ``Action/v_Action_g01_c01.avi``
+    (test); videos are matched to the index by file stem, ignoring case and suffix. UCF101
+    has no validation set: ``valid_groups`` moves the training videos of those group numbers
+    (e.g. ``(8, 9)``: every class's ``g08`` and ``g09``) to ``valid``. The split keeps groups
+    whole, as the lists do; it has no seed, and its ``fractions`` are the video shares it
+    holds. Save it as ``split.json`` in a run folder (:meth:`Split.to_json`) before
+    ``resnet3d train --out-dir`` that folder, or pass it to ``resnet3d sweep --split``.
+
+    Args:
+        index: Videos of a UCF101-style tree (patients are ``<class>_gNN`` groups).
+        trainlist: The training list.
+        testlist: The test list.
+        valid_groups: Group numbers taken from the training videos for validation.
+        strict: Refuse a video of the index that no list names, and a listed video the index
+            lacks; with ``False`` the first are left out of the split's index and the second
+            are logged.
+
+    Returns:
+        The :class:`Split`.
+
+    Raises:
+        DatasetNotFoundError: If a list does not exist.
+        DatasetLayoutError: For a malformed line, a video in both lists, a group on both
+            sides, or (``strict``) a video named by no list or missing from the index.
+    """
+    train_path, test_path = Path(trainlist), Path(testlist)
+    train, test = _list_stems(train_path, False), _list_stems(test_path, True)
+    both = sorted(set(train) & set(test))
+    if both:
+        raise DatasetLayoutError(
+            f"{len(both)} video(s) are in both {train_path} and {test_path}, e.g. {both[:3]}",
+            path=test_path,
+        )
+    wanted = {int(g) for g in valid_groups}
+    side: dict[str, str] = {}
+    rows, unlisted = [], []
+    for row in index:
+        stem = row.path.stem.lower()
+        if stem in test:
+            name = "test"
+        elif stem in train:
+            match = _UCF_NAME.match(row.path.stem)
+            name = "valid" if match and int(match["group"]) in wanted else "train"
+        else:
+            unlisted.append(row)
+            continue
+        if side.setdefault(row.patient_id, name) != name:
+            raise DatasetLayoutError(
+                f"{row.path}: group {row.patient_id!r} is in {side[row.patient_id]!r} and "
+                f"{name!r}; the lists must keep a group on one side",
+                path=row.path,
+            )
+        rows.append(row)
+    found = {r.path.stem.lower() for r in rows}
+    missing = sorted((set(train) | set(test)) - found)
+    problems = []
+    if unlisted:
+        problems.append(
+            f"{len(unlisted)} video(s) of the data set are in neither list, e.g. "
+            f"{[os.fspath(r.path) for r in unlisted[:3]]}"
+        )
+    if missing:
+        problems.append(
+            f"{len(missing)} listed video(s) are not in the data set, e.g. {missing[:3]}"
+        )
+    if problems and strict:
+        raise DatasetLayoutError(
+            "; ".join(problems) + " (strict=False leaves them out)", path=train_path
+        )
+    for problem in problems:
+        logger.warning("UCF101 split: %s; left out", problem)
+    subset = index.subset(rows)
+    counts = Counter(side[r.patient_id] for r in rows)
+    shares = [round(counts[name] / max(len(rows), 1), 4) for name in SPLIT_NAMES]
+    return Split(subset, side, None, shares)
+
+
 # ----------------------------------------------------------------------------------------
 # the data set
 
@@ -1349,9 +1463,22 @@ class VolumeDataset(Dataset):
         cache: A :class:`~resnet3d.data.cache.VolumeCache` (or its folder) to read instead of
             decoding; it must hold every scan of the index.
         transform: Optional callable applied to each volume tensor.
+        clip_sampling: Where each sample's ``depth`` slices (frames) start:
+            ``"uniform"`` (default) takes :meth:`SliceStacker.volume_indices`, the same
+            volumes every time; ``"random"`` draws new starts at every epoch
+            (:meth:`set_epoch`), as pytorchvideo's random clip sampler does for training:
+            a scan keeps its number of samples, and sample ``k`` of it starts at a random
+            slice of the ``k``-th of that many equal segments of the possible starts
+            (:func:`resnet3d.data.video.sample_clips` with ``start="random"``), so the samples
+            stay spread over the video. A scan with one possible start (no longer than
+            ``depth``) keeps its fixed volume. Works with a cache: it holds every frame.
+        seed: With ``clip_sampling="random"``: the draws of an epoch are a pure function of
+            ``(seed, epoch, scan position in the index)``, on any process and worker, so a
+            resumed run sees exactly the clips an uninterrupted one would.
 
     Raises:
-        ValueError: For a ``split`` without a :class:`Split` or an unknown split name.
+        ValueError: For a ``split`` without a :class:`Split`, an unknown split name, an
+            unknown ``clip_sampling`` or a negative ``seed``.
         CacheError: If the cache was built with other slice settings or lacks a scan.
 
     Shape:
@@ -1365,7 +1492,14 @@ class VolumeDataset(Dataset):
         split: str | None = None,
         cache: VolumeCache | str | os.PathLike[str] | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        clip_sampling: str = "uniform",
+        seed: int = 0,
     ) -> None:
+        check_choice("clip_sampling", clip_sampling, CLIP_SAMPLING)
+        _check_seed(seed)
+        self.clip_sampling = clip_sampling
+        self.seed = seed
+        self._epoch = _epoch_cell(clip_sampling)
         if isinstance(index, Split):
             if split is None:
                 raise ValueError(f"index is a Split: pass split= one of {list(SPLIT_NAMES)}")
@@ -1403,6 +1537,71 @@ class VolumeDataset(Dataset):
         return int(self._offsets[-1])
 
     @property
+    def epoch(self) -> int:
+        """The epoch whose random clips the data set serves (see :meth:`set_epoch`)."""
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve the clips of ``epoch`` (with ``clip_sampling="random"``; else a no-op).
+
+        Call it before iterating, as ``DistributedSampler.set_epoch``; DataLoader workers
+        see the new value (it is kept in shared memory).
+
+        Raises:
+            ValueError: If ``epoch`` is not an int >= 0.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self._epoch[0] = int(epoch)
+
+    def with_clip_sampling(self, clip_sampling: str, seed: int = 0) -> VolumeDataset:
+        """A copy of this data set that samples clips as given; this one is left as it is.
+
+        The copy shares the index, stacker and cache (nothing is read again) and starts at
+        epoch 0.
+
+        Raises:
+            ValueError: For an unknown ``clip_sampling`` or a negative ``seed``.
+        """
+        check_choice("clip_sampling", clip_sampling, CLIP_SAMPLING)
+        _check_seed(seed)
+        other = copy.copy(self)
+        other.clip_sampling = clip_sampling
+        other.seed = seed
+        other._epoch = _epoch_cell(clip_sampling)
+        return other
+
+    def _random_seed(self, position: int) -> int | None:
+        """Seed of the random starts of the scan at ``position`` this epoch (``None``: fixed)."""
+        if self.clip_sampling == "uniform":
+            return None
+        # A pure function of (seed, epoch, scan position): not of the process, the worker or
+        # the order items are asked in, so every rank, worker and resumed run agrees.
+        entropy = np.random.SeedSequence([self.seed, self.epoch, position])
+        return int(entropy.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+    def _sampler(self, position: int, n_slices: int) -> ClipSampler | None:
+        """The :class:`~resnet3d.data.video.ClipSampler` of a scan's samples (``None``: fixed)."""
+        seed = self._random_seed(position)
+        count = self.stacker.num_volumes(n_slices)
+        if seed is None or n_slices <= self.stacker.depth or not count:
+            return None  # one possible start (or none): nothing to draw
+        from .video import ClipSampler
+
+        return ClipSampler(clips=count, start="random", seed=seed)
+
+    def _rows(self, position: int, n_slices: int) -> np.ndarray:
+        """Slice numbers of every sample of the scan at ``position``, at the current epoch.
+
+        Shape:
+            ``(samples of the scan, depth)``.
+        """
+        sampler = self._sampler(position, n_slices)
+        if sampler is None:
+            return self.stacker.volume_indices(n_slices)
+        return sampler.indices(n_slices, self.stacker.depth)
+
+    @property
     def targets(self) -> np.ndarray:
         """Label of every sample (for weighted samplers and class counts)."""
         counts = np.diff(self._offsets)
@@ -1432,7 +1631,7 @@ class VolumeDataset(Dataset):
         """
         scan, volume = self._position(item)
         row = self.index[scan]
-        return row, volume, self.stacker.volume_indices(row.n_slices)[volume]
+        return row, volume, self._rows(scan, row.n_slices)[volume]
 
     def slice_paths(self, item: int) -> list[Path | None]:
         """The slice files of a sample in depth order (``None`` for zero padding).
@@ -1443,7 +1642,7 @@ class VolumeDataset(Dataset):
         scan, volume = self._position(item)
         row = self.index[scan]
         files = self._scan_files(scan, row)
-        indices = self.stacker.volume_indices(row.n_slices)[volume]
+        indices = self._rows(scan, row.n_slices)[volume]
         if files.kind in ("nifti", "video"):
             return [files.path if i >= 0 else None for i in indices]
         return [files.slices[i] if i >= 0 else None for i in indices]
@@ -1471,12 +1670,15 @@ class VolumeDataset(Dataset):
     def _volume(self, item: int, compact: bool) -> tuple[np.ndarray, ScanRecord]:
         scan, volume = self._position(item)
         row = self.index[scan]
+        sampler = self._sampler(scan, row.n_slices)
         if self.cache is not None:
-            array = self.cache.load(row.key, [volume], self.stacker, compact=compact)[0]
+            # The cache holds every frame: random clips are taken from it as they are.
+            rows = None if sampler is None else self._rows(scan, row.n_slices)
+            array = self.cache.load(row.key, [volume], self.stacker, compact=compact, rows=rows)[0]
         else:
             # Errors name the slice file; DataLoader workers re-raise them with the message.
             files = self._scan_files(scan, row)
-            array = self.stacker.load(files, [volume], compact=compact)[0]
+            array = self.stacker.load(files, [volume], compact=compact, sampler=sampler)[0]
         return array, row
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, int, str, str]:
@@ -1548,7 +1750,7 @@ class VolumeDataset(Dataset):
             slices = cache.slices(self.index[scan].key)
             if slices.ndim != 3:
                 return None
-            sources.append((slices, self.stacker.volume_indices(len(slices))[volume]))
+            sources.append((slices, self._rows(scan, len(slices))[volume]))
         if not sources or len({s.shape[1:] for s, _ in sources}) != 1:
             return None
         depth = self.stacker.depth
@@ -1559,6 +1761,19 @@ class VolumeDataset(Dataset):
             np.take(slices, np.maximum(idx, 0), axis=0, out=target[k, 0], mode="clip")
             target[k, 0, idx < 0] = 0  # pad_mode="zero"
         return out
+
+
+def _epoch_cell(clip_sampling: str) -> torch.Tensor:
+    """Where a data set keeps its epoch: for random clips, in shared memory, because
+    DataLoader workers (persistent ones too) hold a copy of the data set made once and must
+    still see :meth:`VolumeDataset.set_epoch`'s value; uniform clips never read it."""
+    cell = torch.zeros(1, dtype=torch.int64)
+    return cell.share_memory_() if clip_sampling == "random" else cell
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
 
 
 def _stack_volumes(arrays: Sequence[np.ndarray]) -> torch.Tensor:

@@ -141,6 +141,13 @@ class TrainConfig:
             classes even when the weights' head has as many outputs. Needed when the head
             names other classes (e.g. fine-tuning a CC-CCII model on classes ``A``, ``B``,
             ``C``); without it that is an error, never a silent match by position.
+        clip_sampling: Which ``depth`` frames (slices) each training sample takes:
+            ``"uniform"`` (default: the same clips every epoch) or ``"random"``: new clip
+            starts every epoch, each in its own segment of the video (see
+            :class:`resnet3d.data.VolumeDataset`), drawn from ``seed``, the epoch and the
+            video's position only, so a resumed run sees exactly the clips an uninterrupted
+            one would. Needs a training set with ``with_clip_sampling`` (a
+            :class:`~resnet3d.data.VolumeDataset`); validation always takes the uniform clips.
     """
 
     out_dir: str = "runs/resnet3d"
@@ -167,6 +174,7 @@ class TrainConfig:
     pretrained: str | None = None
     augment: str = "none"
     new_head: bool = False
+    clip_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "grad_accum"):
@@ -195,6 +203,7 @@ class TrainConfig:
                 f"augment must be a spec string such as 'flip,shift', got {self.augment!r}"
             )
         Augment.parse(self.augment)  # raises on a bad spec, naming the closest name
+        check_choice("clip_sampling", self.clip_sampling, ("uniform", "random"))
         if not isinstance(self.new_head, bool):
             raise TypeError(f"new_head must be a bool, got {self.new_head!r}")
         if self.new_head and self.pretrained is None:
@@ -268,6 +277,7 @@ class Trainer:
     ) -> None:
         if len(train_set) == 0:  # type: ignore[arg-type]
             raise ValueError("the training set is empty: no volumes to train on")
+        train_set = _with_clip_sampling(train_set, config)
         self.config = config
         self.train_set = train_set
         self.valid_set = valid_set
@@ -635,6 +645,9 @@ class Trainer:
         config = self.config
         sampler = self.train_loader.sampler
         sampler.set_epoch(self.epoch)  # type: ignore[attr-defined]
+        set_epoch = getattr(self.train_set, "set_epoch", None)
+        if callable(set_epoch):  # random clips: this epoch's draws (the BN pass sees them too)
+            set_epoch(self.epoch)
         self.net.train()
         lr = self.optimizer.param_groups[0]["lr"]
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, samples
@@ -861,6 +874,31 @@ class Trainer:
 
 
 _LOG_FIELDS = [f.name for f in dataclasses.fields(EpochResult)]
+
+
+def _with_clip_sampling(train_set: Dataset, config: TrainConfig) -> Dataset:
+    """The training set sampling clips as ``config.clip_sampling`` says.
+
+    A data set that cannot draw clips is accepted as it is for ``"uniform"``; one that draws
+    random clips by itself must be asked for them in the config, which checkpoints record.
+    """
+    own = getattr(train_set, "clip_sampling", None)
+    switch = getattr(train_set, "with_clip_sampling", None)
+    if config.clip_sampling == "uniform":
+        if own not in (None, "uniform"):
+            raise ValueError(
+                f"the training set samples clips {own!r} but TrainConfig.clip_sampling is "
+                f"'uniform': set clip_sampling={own!r} in the config (checkpoints record it "
+                "and a resume compares it) instead of on the data set"
+            )
+        return train_set
+    if not callable(switch):
+        raise ValueError(
+            f"clip_sampling={config.clip_sampling!r} needs a training set that draws clips "
+            f"(a resnet3d.data.VolumeDataset), got a {type(train_set).__name__}"
+        )
+    out: Dataset = switch(config.clip_sampling, seed=config.seed)
+    return out
 
 
 def resume_path(out_dir: str | os.PathLike[str], resume: str | os.PathLike[str]) -> Path | None:

@@ -364,6 +364,13 @@ def _predict(model: nn.Module, volumes: Tensor, batch_size: int) -> Tensor:
     return torch.cat(out)
 
 
+def slice_word(scan: str | os.PathLike[str]) -> str:
+    """What a slice of ``scan`` is called in captions: ``"frame"`` for a video file."""
+    from ..data.files import is_video_name
+
+    return "frame" if is_video_name(os.fspath(scan)) else "slice"
+
+
 def _source(result: ScanExplanation) -> str:
     """Where the map comes from, for the contact sheet's title."""
     if result.method == "occlusion":
@@ -383,6 +390,7 @@ def _write_pictures(
 
     out.mkdir(parents=True, exist_ok=True)
     n = result.n_slices
+    unit = slice_word(result.scan)
     digits = max(4, len(str(n - 1)))
     names = [f"slice_{i:0{digits}d}.png" for i in range(n)]
     _clear_stale(out, set(names))
@@ -396,7 +404,7 @@ def _write_pictures(
         image = _upscale(Image.fromarray(rgb), min_size)
         size = max(10, max(image.size) // 18)
         _draw_lines(image, [head], "top", size)
-        foot = f"slice {i}/{n - 1}" + ("" if result.covered[i] else " (not covered)")
+        foot = f"{unit} {i}/{n - 1}" + ("" if result.covered[i] else " (not covered)")
         _draw_lines(image, [foot], "bottom", size)
         _save_png(image, out / names[i])
         result.files.append(out / names[i])
@@ -404,7 +412,7 @@ def _write_pictures(
     probs = "  ".join(f"{k} {v:.2f}" for k, v in zip(result.labels, result.probs))
     title = [
         f"{result.scan.name}: {result.prediction} ({probs})",
-        f"{result.method} of {result.target_label} {_source(result)}, {n} slices",
+        f"{result.method} of {result.target_label} {_source(result)}, {n} {unit}s",
     ]
     sheet = contact_sheet(
         pictures, columns=columns, tile=tile, captions=[str(i) for i in range(n)], title=title

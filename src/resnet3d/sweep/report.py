@@ -147,6 +147,7 @@ def _cell_record(root: Path, entry: Mapping[str, Any], index: int) -> dict[str, 
     status = str(state.get("status") or "queued")
     labels: list[str] = []
     levels: dict[str, Any] | None = None
+    level_names: dict[str, str] | None = None
     if status == "done":
         document = _read_json(cell_dir / "eval" / "evaluation.json", problems, "evaluation")
         if not isinstance(document, Mapping):
@@ -154,6 +155,9 @@ def _cell_record(root: Path, entry: Mapping[str, Any], index: int) -> dict[str, 
                 problems.append("done, but it has no eval/evaluation.json")
         else:
             labels = [str(x) for x in document.get("labels") or []]
+            names = document.get("level_names")
+            if isinstance(names, Mapping):  # a data set of videos: clip, video, group
+                level_names = {str(k): str(v) for k, v in names.items()}
             covid = COVID_LABEL if COVID_LABEL in labels else None
             found = document.get("levels") or {}
             levels = {
@@ -161,7 +165,8 @@ def _cell_record(root: Path, entry: Mapping[str, Any], index: int) -> dict[str, 
                 for level in LEVELS
                 if isinstance(found.get(level), Mapping)
             }
-            if covid is None:
+            # Videos have no COVID-19 class to miss: not a problem of the cell.
+            if covid is None and level_names is None:
                 problems.append(f"no class {COVID_LABEL!r} among {labels}: no COVID-19 recall")
     matches = paper_values(settings)
     chosen = matches[0] if matches else None
@@ -176,6 +181,7 @@ def _cell_record(root: Path, entry: Mapping[str, Any], index: int) -> dict[str, 
         "varied": varied,
         "labels": labels,
         "levels": levels,
+        "level_names": level_names,
         "train_seconds": _finite(state.get("train_seconds")),
         "samples_per_second": _finite(state.get("samples_per_second")),
         "best_val_accuracy": _finite(state.get("best_val_accuracy")),
@@ -396,7 +402,18 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return [_md_row(header), "|" + "---|" * len(header), *(_md_row(r) for r in rows), ""]
 
 
+def _level_words(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Column names of the levels: the cells' own (``clip``, ``video``, ``group`` for videos)
+    when every cell that has them agrees, else ``volume``, ``scan``, ``patient``."""
+    found = {json.dumps(c.get("level_names"), sort_keys=True) for c in cells if c.get("levels")}
+    if len(found) != 1:
+        return list(LEVELS)
+    names = json.loads(found.pop()) or {}
+    return [str(names.get(level, level)) for level in LEVELS]
+
+
 def _group_markdown(title: str, cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    words = _level_words(cells)
     keys = list(dict.fromkeys(k for c in cells for k in c["varied"]))
     fixed = {
         k: cells[0]["settings"][k]
@@ -417,7 +434,7 @@ def _group_markdown(title: str, cells: Sequence[Mapping[str, Any]]) -> list[str]
     first = ["cell", *keys]
     lines += ["### Accuracy", ""]
     lines += _md_table(
-        [*first, "status", *LEVELS, "paper (volume)"],
+        [*first, "status", *words, "paper (volume)"],
         [
             [
                 *head(c),
@@ -430,7 +447,7 @@ def _group_markdown(title: str, cells: Sequence[Mapping[str, Any]]) -> list[str]
     )
     lines += ["### COVID-19 recall (the paper's recall) and macro recall", ""]
     lines += _md_table(
-        [*first, *LEVELS, "paper (volume)", *(f"macro {lv}" for lv in LEVELS)],
+        [*first, *words, "paper (volume)", *(f"macro {lv}" for lv in words)],
         [
             [
                 *head(c),
@@ -443,7 +460,7 @@ def _group_markdown(title: str, cells: Sequence[Mapping[str, Any]]) -> list[str]
     )
     lines += ["### Macro-F1 and macro-AUROC", ""]
     lines += _md_table(
-        [*first, *(f"F1 {lv}" for lv in LEVELS), *(f"AUROC {lv}" for lv in LEVELS)],
+        [*first, *(f"F1 {lv}" for lv in words), *(f"AUROC {lv}" for lv in words)],
         [
             [
                 *head(c),
@@ -457,9 +474,7 @@ def _group_markdown(title: str, cells: Sequence[Mapping[str, Any]]) -> list[str]
     lines += _md_table(
         [
             *first,
-            "volumes",
-            "scans",
-            "patients",
+            *(f"{lv}s" for lv in words),
             "train time",
             "samples/s",
             "best val acc",
@@ -482,6 +497,7 @@ def _group_markdown(title: str, cells: Sequence[Mapping[str, Any]]) -> list[str]
 
 def _markdown(document: Mapping[str, Any], plot_notes: Sequence[str]) -> str:
     cells = document["cells"]
+    words = _level_words(cells)
     counts = document["counts"]
     lines = [
         "# Sweep results",
@@ -491,9 +507,10 @@ def _markdown(document: Mapping[str, Any], plot_notes: Sequence[str]) -> str:
         f"Generated {document['generated']}.",
         "",
         "Accuracy, COVID-19 recall, macro recall, macro-F1 and macro-AUROC of each cell on "
-        "the test split at volume, scan and patient level, as `value [low, high]` with the "
-        "bootstrap interval; *paper* is the value Li, Pei and Guo report for the cell's "
-        "depth, batch size and model, which is volume-level (see the notes).",
+        f"the test split at {words[0]}, {words[1]} and {words[2]} level, as "
+        "`value [low, high]` with the bootstrap interval; *paper* is the value Li, Pei and "
+        "Guo report for the cell's depth, batch size and model, which is volume-level (see "
+        "the notes).",
         "",
     ]
     for title, members in _groups(cells).items():
