@@ -1,7 +1,7 @@
 """Where ``resnet3d demo``'s training time goes: its per-step and per-epoch parts, side by side.
 
 Writes the demo's phantom (120 patients, 64 px, seed 0, the demo's split), builds the demo's
-:class:`resnet3d.train.Trainer` (resnet18, batch 8, ``precise_bn=8``, ``flip,shift``) and
+:class:`resnet3d.engine.train.Trainer` (resnet18, batch 8, ``precise_bn=8``, ``flip,shift``) and
 times, interleaved in one process (one round per repeat, medians without the first round):
 
 * ``load``: one training batch from the loader (PNG decode of 8 volumes);
@@ -38,11 +38,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from resnet3d import checkpoint, phantom
-from resnet3d.data import ScanIndex, VolumeDataset
-from resnet3d.inference import autocast, prepare_batch
-from resnet3d.train import TrainConfig, Trainer
-from resnet3d.volumes import SliceStacker
+from resnet3d.data import phantom
+from resnet3d.data.index import ScanIndex, VolumeDataset
+from resnet3d.data.volumes import SliceStacker
+from resnet3d.engine import checkpoint
+from resnet3d.engine.inference import autocast, prepare_batch
+from resnet3d.engine.train import TrainConfig, Trainer
 from resnet3d.workflows import load_or_make_split
 
 PARTS = ("load", "fwd_bwd", "adam_single", "adam_fused", "ckpt_save", "ckpt_link")
