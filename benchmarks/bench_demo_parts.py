@@ -42,7 +42,8 @@ from resnet3d.data import phantom
 from resnet3d.data.index import ScanIndex, VolumeDataset
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine import checkpoint
-from resnet3d.engine.inference import autocast, prepare_batch
+from resnet3d.engine.device import autocast
+from resnet3d.engine.loader import prepare_batch
 from resnet3d.engine.train import TrainConfig, Trainer
 from resnet3d.workflows import load_or_make_split
 

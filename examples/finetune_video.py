@@ -34,7 +34,7 @@ from typing import Any
 
 import resnet3d
 from resnet3d.data.index import ScanIndex, VolumeDataset
-from resnet3d.engine.inference import PRECISIONS
+from resnet3d.engine.device import PRECISIONS
 from resnet3d.engine.runtime import resolve_runtime
 from resnet3d.engine.train import TrainConfig
 from resnet3d.workflows import (

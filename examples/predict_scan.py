@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import resnet3d
-from resnet3d.engine.inference import PRECISIONS
+from resnet3d.engine.device import PRECISIONS
 from resnet3d.engine.runtime import resolve_runtime
 from resnet3d.workflows import predict_scans
 

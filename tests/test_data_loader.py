@@ -17,7 +17,7 @@ from resnet3d.data.cache import build_cache
 from resnet3d.data.index import ScanIndex, VolumeDataset, _stack_volumes
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine.distributed import DistInfo
-from resnet3d.engine.inference import loader_channels, make_loader, prepare_batch
+from resnet3d.engine.loader import loader_channels, make_loader, prepare_batch
 from resnet3d.engine.train import TrainConfig, Trainer
 
 CPU = torch.device("cpu")

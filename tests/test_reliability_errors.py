@@ -87,7 +87,7 @@ def test_unavailable_device_is_one_line_before_any_work(
 
 @pytest.mark.parametrize("device", ["tpu", "cuda:7" if torch.cuda.is_available() else "cuda"])
 def test_unavailable_device_in_the_library_is_a_value_error(device: str) -> None:
-    from resnet3d.engine.inference import resolve_device
+    from resnet3d.engine.device import resolve_device
 
     with pytest.raises(ValueError, match=rf"device '{device}'.*(available|not available)"):
         resolve_device(device)  # what Trainer, evaluate_model and predict_scans call

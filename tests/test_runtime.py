@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnet3d.engine.inference import resolve_precision, use_channels_last
+from resnet3d.engine.device import resolve_precision, use_channels_last
 from resnet3d.engine.runtime import Runtime, resolve_runtime
 
 

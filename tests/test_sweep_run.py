@@ -298,10 +298,10 @@ def test_a_failed_cell_is_recorded_and_the_others_run(
 
 
 def test_gpu_devices_make_one_slot_per_group_of_nproc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from resnet3d.engine import inference
+    from resnet3d.engine import device
     from resnet3d.sweep import runner
 
-    monkeypatch.setattr(inference, "check_device", lambda device: device)  # as if 4 GPUs
+    monkeypatch.setattr(device, "check_device", lambda name: name)  # as if 4 GPUs
     slots = runner._slots(["0", "1", "2", "3"], 2, None)
     assert [s.env for s in slots] == [
         {"CUDA_VISIBLE_DEVICES": "0,1"},

@@ -12,7 +12,8 @@ from tests.helpers.torchrun import ROOT, run_two_ranks
 from tests.helpers.toy import ToyVolumes
 
 from resnet3d.engine.distributed import DistInfo
-from resnet3d.engine.inference import make_loader, predict_loader
+from resnet3d.engine.loader import make_loader
+from resnet3d.engine.predict import predict_loader
 from resnet3d.engine.train import volume_metrics
 from resnet3d.models.factory import create_model
 

@@ -18,7 +18,7 @@ from resnet3d.data.index import ScanIndex, VolumeDataset
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine.checkpoint import CheckpointError
 from resnet3d.engine.distributed import DistInfo
-from resnet3d.engine.inference import make_loader
+from resnet3d.engine.loader import make_loader
 from resnet3d.engine.train import TrainConfig, Trainer
 
 pytest.importorskip("av")

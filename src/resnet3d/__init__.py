@@ -125,7 +125,7 @@ _MOVED = {
         "_utils",
     ),
     "_hub_probe": ("weights.probe",),
-    "inference": ("engine.inference",),
+    "inference": ("engine.device", "engine.loader", "engine.predict", "engine.loss"),
     "layers": ("models.layers",),
     "phantom": ("data.phantom",),
     "pretrained": ("weights.table",),

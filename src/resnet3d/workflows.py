@@ -31,8 +31,10 @@ from .data.index import ScanIndex, Split, VolumeDataset, split_by_patient
 from .data.readers import is_junk_name, is_video_name, natural_key
 from .data.volumes import SliceStacker
 from .engine import checkpoint as ckpt
+from .engine.device import autocast
 from .engine.distributed import DistInfo
-from .engine.inference import Predictions, autocast, make_loader, predict_loader, prepare_batch
+from .engine.loader import make_loader, prepare_batch
+from .engine.predict import Predictions, predict_loader
 from .engine.runtime import resolve_runtime
 from .engine.train import TrainConfig, Trainer, TrainResult, resume_path
 from .metrics import ClassificationReport, classification_report

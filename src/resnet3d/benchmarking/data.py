@@ -7,7 +7,7 @@ CC-CCII layout) or a given one, this measures volumes/s of:
   once as ``dataset[i]`` gives items (gray repeated to 3 channels) and once in the compact
   form the trainer's loader moves (``load_batch([i], compact=True)``: gray as one channel);
 * the DataLoader that :class:`resnet3d.engine.train.Trainer` uses
-  (:func:`resnet3d.engine.inference.make_loader` with ``compact=True``) with 0, 1, 2... workers,
+  (:func:`resnet3d.engine.loader.make_loader` with ``compact=True``) with 0, 1, 2... workers,
   after one untimed epoch (worker start-up, page cache);
 
 once decoding PNG slices on the fly and once reading a cache built by
@@ -223,7 +223,7 @@ def bench_data(
     from ..data.index import ScanIndex, VolumeDataset
     from ..data.volumes import SliceStacker
     from ..engine.distributed import DistInfo
-    from ..engine.inference import make_loader
+    from ..engine.loader import make_loader
 
     device = torch.device(device)
     if epochs < 1 or batch < 1:
@@ -442,7 +442,7 @@ def _measure_train_rate(
 
 
 def _transfer(device: torch.device, shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    from ..engine.inference import prepare_batch
+    from ..engine.loader import prepare_batch
     from .timing import time_blocked
 
     u8 = torch.randint(0, 256, shape, dtype=torch.uint8).pin_memory()

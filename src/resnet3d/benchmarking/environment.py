@@ -114,7 +114,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         ``cpu`` (model, usable and logical CPUs, flags, native bf16), ``torch_threads``,
         ``allocator``, ``load_average`` and, on CUDA, ``gpu``.
     """
-    from ..engine.inference import cpu_has_fast_bf16
+    from ..engine.device import cpu_has_fast_bf16
 
     device = torch.device(device)
     try:

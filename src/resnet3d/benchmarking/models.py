@@ -53,7 +53,7 @@ def default_model_variants(device: torch.device, quick: bool = False) -> list[st
     AMX/AVX512-BF16 CPUs); compiled variants unless ``quick`` (compiling takes tens of
     seconds per model on a small CPU); and ``default``, what the library runs.
     """
-    from ..engine.inference import cpu_has_fast_bf16
+    from ..engine.device import cpu_has_fast_bf16
 
     variants = ["fp32", "fp32+conv3d", "fp32+cl", "fp32+cl+conv3d"]
     bf16 = device.type == "cuda" or cpu_has_fast_bf16()
@@ -565,7 +565,7 @@ def _row(
 
 
 def _targets(result: ModelBenchResult, device: torch.device) -> list[dict[str, Any]]:
-    from ..engine.inference import cpu_has_fast_bf16
+    from ..engine.device import cpu_has_fast_bf16
 
     targets: list[dict[str, Any]] = []
     cpu = device.type == "cpu"

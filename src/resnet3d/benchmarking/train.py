@@ -2,7 +2,7 @@
 
 One step is what :class:`resnet3d.engine.train.Trainer` does per batch, minus the data loader (see
 :mod:`resnet3d.benchmarking.data` for that): a uint8 batch on the host is moved to the device
-and scaled there (:func:`resnet3d.engine.inference.prepare_batch`), the model runs under the
+and scaled there (:func:`resnet3d.engine.loader.prepare_batch`), the model runs under the
 trainer's autocast, the loss is the trainer's float32 cross-entropy, then backward and an
 Adam step. Throughput is reported in samples/s and as a fraction of the device's peak
 FLOP/s (forward+backward FLOPs from ``torch.utils.flop_counter``).
@@ -165,7 +165,7 @@ def bench_train(
     Raises:
         ValueError: For an unknown model, input or variant, or a batch below 1.
     """
-    from ..engine.inference import prepare_batch
+    from ..engine.loader import prepare_batch
     from ..models.factory import create_model
 
     device = torch.device(device)

@@ -108,7 +108,7 @@ def default_variant(mode: str, device: torch.device) -> Variant:
     Raises:
         ValueError: For an unknown mode.
     """
-    from ..engine.inference import resolve_precision, use_channels_last
+    from ..engine.device import resolve_precision, use_channels_last
 
     if mode == "train":
         from ..engine.train import TrainConfig
@@ -160,7 +160,7 @@ def parse_variants(
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    from ..engine.inference import autocast
+    from ..engine.device import autocast
 
     return autocast(device, precision)
 
@@ -211,7 +211,7 @@ def make_step(
     Raises:
         ValueError: For an unknown mode.
     """
-    from ..engine.inference import cross_entropy
+    from ..engine.loss import cross_entropy
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not supported; choose one of {list(MODES)}")

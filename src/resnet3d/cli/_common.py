@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..constants import PRECISIONS
 from . import CLIError
 
 
@@ -35,9 +36,6 @@ def load_model(args: argparse.Namespace) -> Any:
     return from_pretrained(args.pretrained)
 
 
-PRECISION_CHOICES = ("auto", "bf16", "fp16", "fp32")
-
-
 def add_device_and_precision(parser: Any, precision: str, use: str, note: str = "") -> None:
     """``--device`` and ``--precision {auto,bf16,fp16,fp32}`` on a parser or argument group.
 
@@ -52,7 +50,7 @@ def add_device_and_precision(parser: Any, precision: str, use: str, note: str = 
     )
     parser.add_argument(
         "--precision",
-        choices=PRECISION_CHOICES,
+        choices=PRECISIONS,
         default=precision,
         help=f"{use} precision (default {precision}; auto: bf16 on CUDA and on CPUs with native "
         f"bf16, else fp32; the choice is printed before the work starts){note}",

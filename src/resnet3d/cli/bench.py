@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..benchmarking.report import write_result
-    from ..engine.inference import resolve_device
+    from ..engine.device import resolve_device
 
     try:
         device = resolve_device(args.device)

@@ -103,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.inference import resolve_device
+    from ..engine.device import resolve_device
     from ..explain import explain_scan
     from ..explain.scan import slice_word
     from ..workflows import stacker_for

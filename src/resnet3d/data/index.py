@@ -1695,13 +1695,13 @@ class VolumeDataset(Dataset):
 
         The volumes are read straight into one batch tensor (in shared memory inside a
         DataLoader worker), so a batch is copied once instead of once per item and again to
-        collate. :func:`resnet3d.engine.inference.make_loader` reads batches this way.
+        collate. :func:`resnet3d.engine.loader.make_loader` reads batches this way.
 
         Args:
             items: Sample numbers.
             compact: Send the volumes in their smallest exact form: gray scans as one
                 channel, 8-bit data as uint8 (the cache always; decoded PNG/JPEG slices).
-                :func:`resnet3d.engine.inference.prepare_batch` with ``channels=self.channels``
+                :func:`resnet3d.engine.loader.prepare_batch` with ``channels=self.channels``
                 restores exactly the ``compact=False`` batch on the device (repeated
                 channels, ``x / 255``). A batch that mixes gray and colour scans, or 8-bit
                 and deeper data, is widened to the common form on the host. Ignored when

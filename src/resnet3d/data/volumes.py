@@ -823,7 +823,7 @@ class SliceStacker:
                 default :meth:`volume_indices` of ``S``.
             compact: Return the volumes in their smallest exact form, the one DataLoaders
                 move: gray slices stay one channel (``C = 1``) and uint8 slices stay uint8.
-                :func:`resnet3d.engine.inference.prepare_batch` with ``channels=self.channels``
+                :func:`resnet3d.engine.loader.prepare_batch` with ``channels=self.channels``
                 turns them into exactly the volumes ``compact=False`` gives (repeated
                 channels, ``x / 255``), on the device. A stacker with ``mean`` and ``std``
                 has no smaller exact form: its volumes come normalised, as without

@@ -14,18 +14,18 @@ _EXPORTS = {
     "TrainResult": "train",
     "Trainer": "train",
     "TrainingDivergedError": "train",
-    "Predictions": "inference",
-    "predict_loader": "inference",
-    "resolve_device": "inference",
-    "resolve_precision": "inference",
+    "Predictions": "predict",
+    "predict_loader": "predict",
+    "resolve_device": "device",
+    "resolve_precision": "device",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "CheckpointError": "checkpoint",
     "Augment": "augment",
     "DistInfo": "distributed",
     "Runtime": "runtime",
-    "available_devices": "runtime",
-    "check_device": "runtime",
+    "available_devices": "device",
+    "check_device": "device",
     "resolve_runtime": "runtime",
 }
 __all__ = [
@@ -52,9 +52,10 @@ if TYPE_CHECKING:
     from ..errors import CheckpointError, TrainingDivergedError
     from .augment import Augment
     from .checkpoint import load_checkpoint, save_checkpoint
+    from .device import available_devices, check_device, resolve_device, resolve_precision
     from .distributed import DistInfo
-    from .inference import Predictions, predict_loader, resolve_device, resolve_precision
-    from .runtime import Runtime, available_devices, check_device, resolve_runtime
+    from .predict import Predictions, predict_loader
+    from .runtime import Runtime, resolve_runtime
     from .train import TrainConfig, Trainer, TrainResult
 
 

@@ -3,9 +3,9 @@
 The commands and the examples print :meth:`Runtime.describe` before they start, so that a
 user sees what ``"auto"`` chose on this machine (bf16 on a CPU with native bf16, say) and
 knows which option changes it. The decisions are :mod:`resnet3d.engine.inference`'s
-(:func:`~resnet3d.engine.inference.resolve_device`,
-:func:`~resnet3d.engine.inference.resolve_precision`,
-:func:`~resnet3d.engine.inference.use_channels_last`); this module only collects them, so
+(:func:`~resnet3d.engine.device.resolve_device`,
+:func:`~resnet3d.engine.device.resolve_precision`,
+:func:`~resnet3d.engine.device.use_channels_last`); this module only collects them, so
 what is printed is what runs.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .inference import (
+from .device import (
     available_devices,
     check_device,
     resolve_device,

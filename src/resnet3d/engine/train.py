@@ -51,20 +51,11 @@ from ..models.resnet import ResNet3D
 from ..weights.cfg import PretrainedCfg
 from . import checkpoint as ckpt
 from .augment import Augment, epoch_generator
+from .device import autocast, resolve_device, resolve_precision, use_channels_last
 from .distributed import DistInfo, all_reduce_sum, barrier, init_distributed, sync_buffers
-from .inference import (
-    Predictions,
-    autocast,
-    cross_entropy,
-    gather_objects,
-    loader_channels,
-    make_loader,
-    predict_loader,
-    prepare_batch,
-    resolve_device,
-    resolve_precision,
-    use_channels_last,
-)
+from .loader import loader_channels, make_loader, prepare_batch
+from .loss import cross_entropy
+from .predict import Predictions, gather_objects, predict_loader
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import did_you_mean
-from ..engine.inference import prepare_batch
+from ..engine.loader import prepare_batch
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 def _model_input(volumes: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
     """A batch as the model's input: on its device and dtype, ``uint8`` scaled to ``[0, 1]``
-    exactly as in training and evaluation (:func:`~resnet3d.engine.inference.prepare_batch`)."""
+    exactly as in training and evaluation (:func:`~resnet3d.engine.loader.prepare_batch`)."""
     if volumes.dtype == torch.uint8:
         return prepare_batch(volumes, device, channels_last=False).to(dtype)
     return volumes.to(device, dtype)

@@ -362,7 +362,7 @@ def _slots(devices: Sequence[str | int] | None, nproc: int, device: str | None) 
         raise ValueError(
             f"devices {names} choose the GPUs; leave device out (or 'cuda'), not {device!r}"
         )
-    from ..engine.inference import check_device
+    from ..engine.device import check_device
 
     for name in names:
         if not name.isdigit():
@@ -386,7 +386,7 @@ class Slot:
 
 
 def _device_type(device: str | None) -> str:
-    from ..engine.inference import resolve_device
+    from ..engine.device import resolve_device
 
     return resolve_device(device).type
 
