@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from resnet3d.data import phantom
-from resnet3d.data.index import ScanIndex, VolumeDataset
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine import checkpoint
 from resnet3d.engine.device import autocast

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import resnet3d
-from resnet3d.data.index import ScanIndex, VolumeDataset
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex
 from resnet3d.engine.device import PRECISIONS
 from resnet3d.engine.runtime import resolve_runtime
 from resnet3d.engine.train import TrainConfig

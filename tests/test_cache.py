@@ -16,7 +16,9 @@ import torch
 from tests.helpers import ccii
 
 from resnet3d.data.cache import VolumeCache, build_cache
-from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex
+from resnet3d.data.split import split_by_patient
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import CacheError, CorruptSliceError, DatasetNotFoundError
 

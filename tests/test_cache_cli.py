@@ -10,7 +10,8 @@ from tests.helpers import ccii
 
 from resnet3d.cli import main
 from resnet3d.data.cache import VolumeCache
-from resnet3d.data.index import ScanIndex, Split
+from resnet3d.data.index import ScanIndex
+from resnet3d.data.split import Split
 from resnet3d.data.volumes import SliceStacker
 
 

@@ -11,7 +11,9 @@ import torch
 from tests.helpers import ccii
 from torch.utils.data import DataLoader
 
-from resnet3d.data.index import ScanIndex, VolumeDataset, split_by_patient
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex
+from resnet3d.data.split import split_by_patient
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import CorruptSliceError, DatasetLayoutError
 

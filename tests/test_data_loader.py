@@ -14,7 +14,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from resnet3d.data.cache import build_cache
-from resnet3d.data.index import ScanIndex, VolumeDataset, _stack_volumes
+from resnet3d.data.dataset import VolumeDataset, _stack_volumes
+from resnet3d.data.index import ScanIndex
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine.distributed import DistInfo
 from resnet3d.engine.loader import loader_channels, make_loader, prepare_batch

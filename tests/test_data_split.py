@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet3d.data.index import CCII_CLASSES, ScanIndex, ScanRecord, Split, split_by_patient
+from resnet3d.data.index import CCII_CLASSES, ScanIndex, ScanRecord
+from resnet3d.data.split import Split, split_by_patient
 from resnet3d.errors import DatasetLayoutError, DatasetNotFoundError
 
 PATIENTS_PER_CLASS = {"NCP": 10, "CP": 7, "Normal": 20}

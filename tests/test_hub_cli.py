@@ -122,8 +122,9 @@ def test_model_card_names_the_split_that_evaluate_recorded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``resnet3d evaluate --split test`` records the split; ``export`` names it in the card."""
-    from resnet3d.data.index import ScanIndex, split_by_patient
+    from resnet3d.data.index import ScanIndex
     from resnet3d.data.phantom import write_dataset
+    from resnet3d.data.split import split_by_patient
 
     root = write_dataset(
         tmp_path / "data", patients=9, size=32, slices=(4, 4), scans_per_patient=(1, 1)

@@ -22,7 +22,8 @@ from tests.test_volumes_errors import no_decoding  # noqa: F401 (a fixture)
 
 from resnet3d.data import readers, volumes
 from resnet3d.data.cache import build_cache
-from resnet3d.data.index import ScanIndex, ScanRecord, VolumeDataset
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex, ScanRecord
 from resnet3d.data.readers import MAX_BYTES_ENV, MAX_VOXELS_ENV, read_dicom, read_nifti
 from resnet3d.data.volumes import SliceStacker, load_scan
 from resnet3d.errors import ImageTooLargeError, UnsupportedFormatError

@@ -20,7 +20,8 @@ from tests.helpers.toy import TINY
 
 from resnet3d.cli import main
 from resnet3d.data import phantom
-from resnet3d.data.index import ScanIndex, VolumeDataset
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine.checkpoint import load_checkpoint
 from resnet3d.engine.train import TrainConfig

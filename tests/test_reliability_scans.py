@@ -18,7 +18,8 @@ from tests.test_volumes_errors import no_decoding  # noqa: F401 (a fixture)
 
 from resnet3d.data import readers
 from resnet3d.data.cache import build_cache
-from resnet3d.data.index import ScanIndex, ScanRecord, VolumeDataset
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex, ScanRecord
 from resnet3d.data.readers import read_slice, scan_files
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import (

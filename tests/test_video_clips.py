@@ -14,7 +14,8 @@ from tests.helpers.toy import TINY, ToyVolumes
 
 from resnet3d.cli import main
 from resnet3d.cli.train import add_training_options, train_config
-from resnet3d.data.index import ScanIndex, VolumeDataset
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.engine.checkpoint import CheckpointError
 from resnet3d.engine.distributed import DistInfo

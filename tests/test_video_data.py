@@ -11,14 +11,9 @@ import pytest
 import torch
 
 from resnet3d.cli import main
-from resnet3d.data.index import (
-    ScanIndex,
-    Split,
-    VolumeDataset,
-    split_by_patient,
-    ucf101_split,
-    video_group,
-)
+from resnet3d.data.dataset import VolumeDataset
+from resnet3d.data.index import ScanIndex, video_group
+from resnet3d.data.split import Split, split_by_patient, ucf101_split
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import DatasetLayoutError
 from resnet3d.workflows import expand_scans, level_names, load_or_make_split

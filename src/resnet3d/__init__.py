@@ -68,9 +68,9 @@ _EXPORTS = {
     "SliceStacker": "data.volumes",
     "load_scan": "data.volumes",
     "ScanIndex": "data.index",
-    "Split": "data.index",
-    "VolumeDataset": "data.index",
-    "split_by_patient": "data.index",
+    "Split": "data.split",
+    "VolumeDataset": "data.dataset",
+    "split_by_patient": "data.split",
     "classification_report": "metrics",
     "TrainConfig": "engine.train",
     "Trainer": "engine.train",
@@ -145,7 +145,9 @@ _moved.install(
 )
 
 if TYPE_CHECKING:
-    from .data.index import ScanIndex, Split, VolumeDataset, split_by_patient
+    from .data.dataset import VolumeDataset
+    from .data.index import ScanIndex
+    from .data.split import Split, split_by_patient
     from .data.volumes import SliceStacker, load_scan
     from .engine.train import TrainConfig, Trainer
     from .metrics import classification_report

@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.index import ScanIndex, Split, VolumeDataset, split_by_patient
+from .data.dataset import VolumeDataset
+from .data.index import ScanIndex
 from .data.readers import is_junk_name, is_video_name, natural_key
+from .data.split import Split, split_by_patient
 from .data.volumes import SliceStacker
 from .engine import checkpoint as ckpt
 from .engine.device import autocast

@@ -220,7 +220,8 @@ def bench_data(
         FileNotFoundError: If ``data`` does not exist.
     """
     from ..data.cache import build_cache
-    from ..data.index import ScanIndex, VolumeDataset
+    from ..data.dataset import VolumeDataset
+    from ..data.index import ScanIndex
     from ..data.volumes import SliceStacker
     from ..engine.distributed import DistInfo
     from ..engine.loader import make_loader

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data import phantom
-    from ..data.index import ScanIndex, VolumeDataset
+    from ..data.dataset import VolumeDataset
+    from ..data.index import ScanIndex
     from ..data.volumes import SliceStacker
     from ..engine.train import TrainConfig, Trainer
     from ..models.pretrained import from_pretrained

@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.index import ScanIndex, Split, VolumeDataset
+    from ..data.dataset import VolumeDataset
+    from ..data.index import ScanIndex
+    from ..data.split import Split
     from ..workflows import align_to_model, evaluate_model, model_class_names, stacker_for
 
     if not args.no_plots:

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.index import ScanIndex, split_by_patient
+    from ..data.index import ScanIndex
+    from ..data.split import split_by_patient
     from . import CLIError
 
     # Checked before indexing: split options without --split used to be ignored silently.

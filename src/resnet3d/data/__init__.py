@@ -1,8 +1,9 @@
 """Scans on disk to tensors: slice, DICOM, NIfTI and video readers, the SliceStacker, the scan
-index, patient-level splits, the VolumeDataset, the uint8 cache and the synthetic data.
+index, its consistency checks, patient-level splits, the VolumeDataset, the uint8 cache and
+the synthetic data.
 
 Never imports the model code (tests/test_architecture.py checks it); names load on first use,
-so resnet3d.data.readers does not import torch.
+so ``resnet3d.data.readers`` does not import torch.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from .._utils import lazy_attribute
 _EXPORTS = {
     "CCII_CLASSES": "index",
     "CCII_CSV_COLUMNS": "index",
-    "SPLIT_NAMES": "index",
-    "ConsistencyReport": "index",
-    "Issue": "index",
     "ScanIndex": "index",
     "ScanRecord": "index",
-    "Split": "index",
-    "VolumeDataset": "index",
-    "split_by_patient": "index",
     "video_group": "index",
+    "ISSUE_KINDS": "consistency",
+    "ConsistencyReport": "consistency",
+    "Issue": "consistency",
+    "SPLIT_NAMES": "split",
+    "Split": "split",
+    "split_by_patient": "split",
+    "ucf101_split": "split",
+    "CLIP_SAMPLING": "dataset",
+    "VolumeDataset": "dataset",
     "DEFAULT_HU_RANGE": "volumes",
     "WINDOWS": "volumes",
     "ScanFiles": "volumes",
@@ -41,20 +45,45 @@ _EXPORTS = {
     "VolumeCache": "cache",
     "build_cache": "cache",
     "source_fingerprint": "cache",
+    "DEFAULT_MAX_BYTES": "files",
+    "DEFAULT_MAX_PIXELS": "files",
+    "DEFAULT_MAX_VOXELS": "files",
+    "MAX_BYTES_ENV": "files",
+    "MAX_VOXELS_ENV": "files",
+    "NIFTI_SUFFIXES": "files",
+    "SLICE_SUFFIXES": "files",
+    "VIDEO_SUFFIXES": "files",
+    "ScanHeader": "files",
+    "is_junk_name": "files",
+    "is_nifti_name": "files",
+    "is_video_name": "files",
+    "natural_key": "files",
+    "size_limits": "files",
 }
 __all__ = [
     "CACHE_FORMAT",
     "CACHE_VERSION",
     "CCII_CLASSES",
     "CCII_CSV_COLUMNS",
+    "CLIP_SAMPLING",
     "DEFAULT_HU_RANGE",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_VOXELS",
+    "ISSUE_KINDS",
+    "MAX_BYTES_ENV",
+    "MAX_VOXELS_ENV",
+    "NIFTI_SUFFIXES",
+    "SLICE_SUFFIXES",
     "SPLIT_NAMES",
+    "VIDEO_SUFFIXES",
     "WINDOWS",
     "CacheBuildResult",
     "CacheVerifyResult",
     "ConsistencyReport",
     "Issue",
     "ScanFiles",
+    "ScanHeader",
     "ScanIndex",
     "ScanRecord",
     "SliceStacker",
@@ -64,12 +93,18 @@ __all__ = [
     "apply_window",
     "build_cache",
     "convert_dtype",
+    "is_junk_name",
+    "is_nifti_name",
+    "is_video_name",
     "list_slices",
     "load_scan",
+    "natural_key",
     "resolve_window",
     "scan_files",
+    "size_limits",
     "source_fingerprint",
     "split_by_patient",
+    "ucf101_split",
     "video_group",
 ]
 
@@ -83,19 +118,26 @@ if TYPE_CHECKING:
         build_cache,
         source_fingerprint,
     )
-    from .index import (
-        CCII_CLASSES,
-        CCII_CSV_COLUMNS,
-        SPLIT_NAMES,
-        ConsistencyReport,
-        Issue,
-        ScanIndex,
-        ScanRecord,
-        Split,
-        VolumeDataset,
-        split_by_patient,
-        video_group,
+    from .consistency import ISSUE_KINDS, ConsistencyReport, Issue
+    from .dataset import CLIP_SAMPLING, VolumeDataset
+    from .files import (
+        DEFAULT_MAX_BYTES,
+        DEFAULT_MAX_PIXELS,
+        DEFAULT_MAX_VOXELS,
+        MAX_BYTES_ENV,
+        MAX_VOXELS_ENV,
+        NIFTI_SUFFIXES,
+        SLICE_SUFFIXES,
+        VIDEO_SUFFIXES,
+        ScanHeader,
+        is_junk_name,
+        is_nifti_name,
+        is_video_name,
+        natural_key,
+        size_limits,
     )
+    from .index import CCII_CLASSES, CCII_CSV_COLUMNS, ScanIndex, ScanRecord, video_group
+    from .split import SPLIT_NAMES, Split, split_by_patient, ucf101_split
     from .volumes import (
         DEFAULT_HU_RANGE,
         WINDOWS,

@@ -40,17 +40,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
 from ..errors import CacheError, DatasetLayoutError, DatasetNotFoundError, Resnet3DError
+from .index import ScanIndex, ScanRecord
 from .readers import is_junk_name
 from .volumes import SliceStacker
-
-if TYPE_CHECKING:
-    from .index import ScanIndex
 
 __all__ = [
     "CACHE_FORMAT",
@@ -898,8 +896,6 @@ class VolumeCache:
 
         Lets a model train from the cache alone, without the source data on disk.
         """
-        from .index import ScanIndex, ScanRecord
-
         rows = [
             ScanRecord(
                 e["label"],

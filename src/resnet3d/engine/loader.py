@@ -118,7 +118,7 @@ class IndexedDataset(Dataset):
     """Wraps a data set so that every item also carries its index (to undo sampler padding).
 
     A data set with a ``load_batch(items, compact=...)`` method (such as
-    :class:`~resnet3d.data.index.VolumeDataset`) is read a batch at a time: the DataLoader calls
+    :class:`~resnet3d.data.dataset.VolumeDataset`) is read a batch at a time: the DataLoader calls
     :meth:`__getitems__`, and :class:`VolumeLoader` delivers the same structure as
     ``default_collate`` of the items.
 
@@ -212,7 +212,7 @@ def make_loader(
     """A DataLoader over ``IndexedDataset(dataset)`` with a ``DistributedSampler``.
 
     Batches are ``[indices, [volumes, labels, scan_ids, patient_ids]]``. A data set with a
-    ``load_batch`` method (:class:`~resnet3d.data.index.VolumeDataset`) is read a batch at a time,
+    ``load_batch`` method (:class:`~resnet3d.data.dataset.VolumeDataset`) is read a batch at a time,
     straight into one tensor. With ``compact=True`` its volumes travel in their smallest
     exact form (gray as one channel, 8-bit data as uint8); pass
     ``channels=loader_channels(loader)`` to :func:`prepare_batch` to restore them on the

@@ -103,7 +103,9 @@ def run_cell(folder: str | os.PathLike[str], device: str | None = None) -> None:
 
 def _evaluate(cell_dir: Path, job: dict[str, Any], runtime: dict[str, Any]) -> None:
     """The best checkpoint (``last.pt`` without one) on the split's test patients."""
-    from ..data.index import ScanIndex, Split, VolumeDataset
+    from ..data.dataset import VolumeDataset
+    from ..data.index import ScanIndex
+    from ..data.split import Split
     from ..workflows import align_to_model, evaluate_model, model_from_checkpoint, stacker_for
 
     best = cell_dir / "best.pt"
