@@ -34,7 +34,8 @@ from typing import Any
 
 import torch
 
-from .environment import describe, environment, usable_cpus
+from .._utils import usable_cpus
+from .environment import describe, environment
 from .report import fmt, markdown_table
 
 __all__ = ["DataBenchResult", "bench_data", "workers_needed"]

@@ -17,7 +17,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["allocator", "cpu_flags", "cpu_model", "describe", "environment", "usable_cpus"]
+from .._utils import usable_cpus
+
+__all__ = [
+    "allocator",
+    "cpu_flags",
+    "cpu_model",
+    "describe",
+    "environment",
+]
 
 #: The CPU flags that decide which kernels PyTorch can use for fp32 and bf16.
 RELEVANT_FLAGS = (
@@ -86,13 +94,6 @@ def cpu_flags() -> dict[str, bool]:
     """Which of :data:`RELEVANT_FLAGS` the CPU reports (all ``False`` where unknown)."""
     flags = set(_cpuinfo().get("flags", "").split())
     return {name: name in flags for name in RELEVANT_FLAGS}
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), else ``os.cpu_count()``."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _version(package: str) -> str | None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .._utils import atomic_write_text
+
 __all__ = ["RowsResult", "fmt", "markdown_table", "write_result"]
 
 
@@ -94,7 +96,5 @@ def write_result(
     paths = (out / f"{stem}.json", out / f"{stem}.md")
     texts = (json.dumps(_json_safe(document), indent=1, allow_nan=False) + "\n", markdown + "\n")
     for path, text in zip(paths, texts):
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return paths

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..constants import PRECISIONS
+from .._utils import atomic_open, atomic_write_text
+from ..constants import LAYOUTS, PRECISIONS
 from . import CLIError
 
 
@@ -34,6 +35,17 @@ def load_model(args: argparse.Namespace) -> Any:
     from ..models.pretrained import from_pretrained
 
     return from_pretrained(args.pretrained)
+
+
+def add_layout_option(parser: Any) -> None:
+    """``--layout``: how a data set folder is laid out, one list for every command."""
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="auto",
+        help="data set layout: ccii (class/patient/scan + unzip_filenames.csv), tree "
+        "(class/scan), csv (a list of scans); default auto: detect",
+    )
 
 
 def add_device_and_precision(parser: Any, precision: str, use: str, note: str = "") -> None:
@@ -167,18 +179,15 @@ def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write dicts as CSV (by suffix .csv) or JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if path.suffix.lower() == ".csv":
         flat = [_flatten(row) for row in rows]
         fields = list(dict.fromkeys(k for row in flat for k in row))
-        with open(tmp, "w", newline="") as handle:
+        with atomic_open(path, "w") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(flat)
     else:
-        tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(rows, indent=2) + "\n")
 
 
 def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from . import CLIError
+from ._common import add_layout_option
 
 
 def parse_window(text: str) -> Any:
@@ -98,9 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("root", metavar="ROOT", help="data set folder or index CSV")
     parser.add_argument("out", metavar="OUT", nargs="?", help="cache folder")
     add_stacker_arguments(parser)
-    parser.add_argument(
-        "--layout", default="auto", choices=("auto", "ccii", "tree", "csv"), help="(default auto)"
-    )
+    add_layout_option(parser)
     parser.add_argument("--lenient", action="store_true", help="skip bad scans, list them")
     parser.add_argument(
         "--overwrite",

@@ -8,6 +8,7 @@ from pathlib import Path
 from . import CLIError
 from ._common import (
     add_device_and_precision,
+    add_layout_option,
     add_model_source,
     add_stacker_args,
     announce_runtime,
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_source(parser)
     parser.add_argument("--data", required=True, type=Path, help="data set root (or CSV)")
-    parser.add_argument("--layout", choices=("auto", "ccii", "tree", "csv"), default="auto")
+    add_layout_option(parser)
     parser.add_argument(
         "--split",
         choices=("train", "valid", "test", "all"),

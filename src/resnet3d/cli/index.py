@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._common import add_layout_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,9 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unusable scans were found (with --lenient), 2 on an error.",
     )
     parser.add_argument("root", metavar="ROOT", help="data set folder or index CSV")
-    parser.add_argument(
-        "--layout", default="auto", choices=("auto", "ccii", "tree", "csv"), help="(default auto)"
-    )
+    add_layout_option(parser)
     parser.add_argument(
         "--lenient", action="store_true", help="skip unusable scans and list them (no error)"
     )

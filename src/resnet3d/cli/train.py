@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..constants import CHANNELS_LAST_CHOICES
 from ._common import (
     add_device_and_precision,
+    add_layout_option,
     add_stacker_args,
     announce_runtime,
     is_main_process,
@@ -54,12 +56,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     """Every option of ``resnet3d train`` but ``--data``, ``--out-dir``, ``--resume`` and
     ``--no-progress``: the recipe, the volumes and the hardware (``resnet3d sweep`` has them
     too)."""
-    parser.add_argument(
-        "--layout",
-        choices=("auto", "ccii", "tree", "csv"),
-        default="auto",
-        help="data set layout (default: detect)",
-    )
+    add_layout_option(parser)
     parser.add_argument("--model", default="resnet18", help="model name (resnet3d models)")
     parser.add_argument(
         "--pretrained",
@@ -130,7 +127,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     add_device_and_precision(group, precision="auto", use="training")
     group.add_argument(
         "--channels-last",
-        choices=("auto", "on", "off"),
+        choices=CHANNELS_LAST_CHOICES,
         default="auto",
         help="channels_last_3d memory layout (default auto: on CUDA, and on CPU with bf16)",
     )

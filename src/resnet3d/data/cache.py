@@ -45,9 +45,10 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .._utils import atomic_open, atomic_write_text
 from ..errors import CacheError, DatasetLayoutError, DatasetNotFoundError, Resnet3DError
+from .files import is_junk_name, is_nifti_name
 from .index import ScanIndex, ScanRecord
-from .readers import is_junk_name
 from .volumes import SliceStacker
 
 __all__ = [
@@ -68,8 +69,8 @@ CACHE_VERSION = 2
 MANIFEST = "manifest.json"
 SLICES_DIR = "slices"
 JOURNAL = "journal.jsonl"
+# Marks temporary files: a prefix of _utils.TMP_MARK (".tmp-") and of the older ".tmp<pid>".
 _TMP_MARK = ".tmp"
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _REBUILD_HINT = "rebuild it with 'resnet3d build-volumes ROOT OUT --overwrite' (overwrite=True)"
 # Fields a version-2 scan entry must have, with their types.
 _ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -100,34 +101,21 @@ def cache_file(key: str) -> str:
 
 
 def _write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
-    text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
-    tmp = path.with_name(path.name + f"{_TMP_MARK}{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> str:
     """Write ``array`` to ``path`` atomically; return the sha256 of the file's bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f"{_TMP_MARK}{os.getpid()}")
     data = np.ascontiguousarray(array)
-    try:
-        with open(tmp, "w+b") as fh:
-            np.lib.format.write_array(fh, data, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-            # The file is the header then the array's bytes: hash the header read back and
-            # the array from memory (no second read of the data, no copy).
-            fh.seek(0)
-            digest = hashlib.sha256(fh.read(os.fstat(fh.fileno()).st_size - data.nbytes))
-        digest.update(data.data)  # C-contiguous: hashed in place
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w+b") as fh:
+        np.lib.format.write_array(fh, data, allow_pickle=False)
+        fh.flush()
+        # The file is the header then the array's bytes: hash the header read back and
+        # the array from memory (no second read of the data, no copy).
+        fh.seek(0)
+        digest = hashlib.sha256(fh.read(os.fstat(fh.fileno()).st_size - data.nbytes))
+        fh.seek(0, os.SEEK_END)
+    digest.update(data.data)  # C-contiguous: hashed in place
     return digest.hexdigest()
 
 
@@ -147,7 +135,7 @@ def _is_source_name(name: str) -> bool:
     """The files a scan is read from, by name (the reader's own rules; no file is opened)."""
     if not is_junk_name(name):
         return True
-    return name.casefold().endswith(_NIFTI_SUFFIXES) and not name.startswith(".")
+    return is_nifti_name(name) and not name.startswith(".")
 
 
 def source_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -284,9 +272,12 @@ def _slice_differences(manifest: Mapping[str, Any], stacker: SliceStacker) -> li
 
 def _is_owned(name: str) -> bool:
     """Whether a top-level name belongs to the cache layout (what ``overwrite`` may remove)."""
-    return name in (MANIFEST, SLICES_DIR, JOURNAL) or name.startswith(
-        (MANIFEST + _TMP_MARK, JOURNAL + _TMP_MARK)
+    # Temporary files: ".manifest.json.tmp-<pid>" (atomic_open) and, from older versions,
+    # "manifest.json.tmp<pid>"; _TMP_MARK (".tmp") is a prefix of both marks.
+    temporary = tuple(
+        f"{dot}{name}{_TMP_MARK}" for name in (MANIFEST, JOURNAL) for dot in ("", ".")
     )
+    return name in (MANIFEST, SLICES_DIR, JOURNAL) or name.startswith(temporary)
 
 
 def _foreign_entries(root: Path) -> list[str]:

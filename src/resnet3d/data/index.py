@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
 from .._utils import atomic_write_text, check_choice
+from ..constants import CCII_CLASSES, CCII_CSV_COLUMNS, LAYOUTS
 from ..errors import DatasetLayoutError, DatasetNotFoundError
+from .files import NIFTI_SUFFIXES, is_nifti_name
 from .readers import VIDEO_SUFFIXES, is_junk_name, is_video_name, natural_key
 
 if TYPE_CHECKING:
@@ -39,19 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-#: CC-CCII class folders in label order: index 0 is COVID-19 (NCP), 1 common pneumonia (CP),
-#: 2 normal controls.
-CCII_CLASSES: tuple[str, ...] = ("NCP", "CP", "Normal")
-
-
-#: Columns of CC-CCII's ``unzip_filenames.csv``; ``label`` is the class folder name.
-CCII_CSV_COLUMNS: tuple[str, ...] = ("zip_file", "label", "patient_id", "scan_id", "n_slice")
-
-
 _INDEX_CSV_COLUMNS = ("label", "label_index", "patient_id", "scan_id", "n_slices", "path")
-
-
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 #: UCF101's file names: ``v_<Action>_g<group>_c<clip>`` (HMDB51 and others do not have it).
@@ -128,12 +118,9 @@ def _check_root(root: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _is_nifti(name: str) -> bool:
-    return name.casefold().endswith(_NIFTI_SUFFIXES)
-
-
 def _nifti_stem(name: str) -> str:
-    for suffix in _NIFTI_SUFFIXES:
+    # Longest suffix first: "x.nii.gz" is "x", not "x.nii".
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
         if name.casefold().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -498,7 +485,9 @@ class ScanIndex:
             for entry in entries:
                 if entry.is_dir() and not is_junk_name(entry.name):
                     candidates.append((label, entry.name, entry.name, Path(entry.path)))
-                elif entry.is_file() and _is_nifti(entry.name) and not entry.name.startswith("."):
+                elif (
+                    entry.is_file() and is_nifti_name(entry.name) and not entry.name.startswith(".")
+                ):
                     stem = _nifti_stem(entry.name)
                     candidates.append((label, stem, stem, Path(entry.path)))
                 elif (
@@ -655,7 +644,7 @@ class ScanIndex:
             ValueError: For an unknown layout.
             DatasetNotFoundError, DatasetLayoutError: As the chosen builder raises.
         """
-        check_choice("layout", layout, ("auto", "ccii", "tree", "csv"))
+        check_choice("layout", layout, LAYOUTS)
         path = Path(source)
         if layout == "auto":
             if path.is_file() and path.suffix.casefold() == ".csv":

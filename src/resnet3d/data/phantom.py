@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._utils import check_choice, did_you_mean
+from .._utils import atomic_open, check_choice, did_you_mean
+from ..constants import CCII_CLASSES, CCII_CSV_COLUMNS
 
 __all__ = [
     "CLASSES",
@@ -66,14 +67,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLASSES: tuple[str, ...] = ("NCP", "CP", "Normal")
+CLASSES: tuple[str, ...] = CCII_CLASSES
 """The class folder names of CC-CCII, in the order the phantom assigns patients to them."""
 
 LUNG_WINDOW: tuple[float, float] = (-600.0, 1500.0)
 """The default ``(center, width)`` window in HU that maps the phantom to 8-bit slices."""
 
 CSV_NAME = "unzip_filenames.csv"
-CSV_COLUMNS: tuple[str, ...] = ("zip_file", "label", "patient_id", "scan_id", "n_slice")
+CSV_COLUMNS: tuple[str, ...] = CCII_CSV_COLUMNS
 MARKER_NAME = "phantom.json"
 """The file that marks a folder as written by :func:`write_dataset` (and records its settings)."""
 MASKS_DIR = ".masks"
@@ -970,10 +971,8 @@ def _load_mask(
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    # Write next to the target and rename, so a reader never sees half a file.
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_open(path) as handle:
+        handle.write(data)
 
 
 def _clear_previous(out: Path, classes: Sequence[str]) -> None:

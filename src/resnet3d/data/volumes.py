@@ -55,7 +55,7 @@ import numpy as np
 from PIL import Image
 
 from .. import presets
-from .._utils import check_choice, did_you_mean
+from .._utils import check_choice, did_you_mean, usable_cpus
 from ..errors import CorruptSliceError, DatasetLayoutError, InconsistentScanError
 from .files import refuse_pixels
 from .readers import (
@@ -137,11 +137,7 @@ def default_threads() -> int:
     Returns:
         A positive thread count.
     """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(16, cpus))
+    return max(1, min(16, usable_cpus()))
 
 
 def resolve_window(window: WindowLike) -> tuple[float, float]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._utils import TMP_MARK, atomic_open
 from ..errors import CheckpointError, DiskFullError, UnreadableTorchFileError
 from ..torch_files import load_torch_file
 
@@ -25,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 #: Bumped when the checkpoint layout changes incompatibly.
 FORMAT_VERSION = 1
-_TMP_MARK = ".tmp-"
 REQUIRED_KEYS = ("format_version", "model", "optimizer", "epoch", "step", "model_config")
 
 
@@ -44,22 +44,15 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
             that the previous checkpoint (if any) is intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        with atomic_open(path, "wb", sync_dir=True) as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
         if _is_disk_full(error):
             kept = f"the previous {path.name} is intact" if path.exists() else "nothing was kept"
             message = f"no space left on device while writing {path}; {kept}"
             raise DiskFullError(message, path=path) from None
         raise
-    _fsync_dir(path.parent)
     return path
 
 
@@ -96,7 +89,7 @@ def clean_temporary_files(directory: str | os.PathLike[str]) -> list[Path]:
         return []
     removed = []
     for candidate in directory.iterdir():
-        if candidate.name.startswith(".") and _TMP_MARK in candidate.name and candidate.is_file():
+        if candidate.name.startswith(".") and TMP_MARK in candidate.name and candidate.is_file():
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
     if removed:
@@ -161,17 +154,3 @@ def _is_disk_full(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno in (errno.ENOSPC, errno.EDQUOT)
     return isinstance(error, RuntimeError) and "unexpected pos" in str(error)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Make the rename itself durable; not every platform lets a folder be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

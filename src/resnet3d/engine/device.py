@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..constants import PRECISIONS
+from ..constants import CHANNELS_LAST_CHOICES, PRECISIONS
 
 __all__ = [
     "PRECISIONS",
@@ -132,7 +132,7 @@ def use_channels_last(setting: str | bool, device: torch.device, precision: str)
     """
     if isinstance(setting, bool):
         return setting
-    if setting not in ("auto", "on", "off"):
+    if setting not in CHANNELS_LAST_CHOICES:
         raise ValueError(f"channels_last={setting!r} is not supported; use 'auto', 'on' or 'off'")
     if setting != "auto":
         return setting == "on"

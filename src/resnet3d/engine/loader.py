@@ -7,7 +7,6 @@ bytes than float32 RGB."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
+from .._utils import usable_cpus
 from .distributed import DistInfo
 
 __all__ = [
@@ -193,8 +193,7 @@ def default_workers(device: torch.device, world_size: int = 1) -> int:
     """
     if device.type != "cuda":
         return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cpus or 1) // max(1, world_size) - 1))
+    return max(1, min(8, usable_cpus() // max(1, world_size) - 1))
 
 
 def make_loader(

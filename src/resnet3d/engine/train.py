@@ -44,7 +44,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from .._utils import check_choice, did_you_mean
+from .._utils import atomic_open, check_choice, did_you_mean
+from ..constants import CHANNELS_LAST_CHOICES
 from ..errors import TrainingDivergedError
 from ..models.factory import create_model
 from ..models.resnet import ResNet3D
@@ -179,7 +180,7 @@ class TrainConfig:
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         check_choice("precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
-        check_choice("channels_last", self.channels_last, ("auto", "on", "off"))
+        check_choice("channels_last", self.channels_last, CHANNELS_LAST_CHOICES)
         check_choice("monitor", self.monitor, tuple(MONITORS))
         if isinstance(self.precise_bn, bool) or not isinstance(self.precise_bn, int):
             raise ValueError(f"precise_bn must be an int >= 0, got {self.precise_bn!r}")
@@ -851,13 +852,11 @@ class Trainer:
     def _rewrite_log(self) -> None:
         # On resume the log is rewritten from the checkpoint's history: rows of epochs
         # that ran after the checkpoint (and were lost with the crash) disappear.
-        tmp = self.log_path.with_name(".log.csv.tmp-rewrite")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_open(self.log_path, "w") as handle:
             writer = csv.DictWriter(handle, fieldnames=_LOG_FIELDS)
             writer.writeheader()
             for row in self.history:
                 writer.writerow(dataclasses.asdict(row))
-        os.replace(tmp, self.log_path)
 
     def _append_log(self, result: EpochResult) -> None:
         with open(self.log_path, "a", newline="") as handle:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._utils import check_choice
+from .._utils import atomic_open, atomic_write_text, check_choice
 from ._common import CamResult, _device_and_dtype, _evaluating, _labels_of, _model_input
 from .cam import CAM_METHODS, grad_cam
 from .pictures import _draw_lines, _upscale, contact_sheet, overlay
@@ -141,9 +141,8 @@ def _clear_stale(out: Path, keep: set[str]) -> None:
 
 
 def _save_png(image: PILImage.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    image.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, path)
+    with atomic_open(path) as handle:
+        image.save(handle, format="PNG", optimize=True)
 
 
 def explain_scan(
@@ -420,7 +419,5 @@ def _write_pictures(
     result.contact_sheet = out / "contact_sheet.png"
     _save_png(sheet, result.contact_sheet)
     result.summary = out / SUMMARY_NAME
-    tmp = out / f".{SUMMARY_NAME}.partial"
-    tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    os.replace(tmp, result.summary)
+    atomic_write_text(result.summary, json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("wrote %d overlays and %s to %s", n, result.contact_sheet.name, out)

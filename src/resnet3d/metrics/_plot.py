@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import atomic_open
 from .ranking import RocCurve
 
 MATPLOTLIB_HINT = "plotting needs matplotlib, which is not installed: pip install matplotlib"
@@ -52,7 +53,8 @@ def _save(fig: Any, path: str | Path, dpi: int) -> Path:
     # The format follows the suffix; without one (or with an unknown one) write PNG.
     suffix = out.suffix.lower().lstrip(".")
     supported = fig.canvas.get_supported_filetypes()
-    fig.savefig(out, format=suffix if suffix in supported else "png", dpi=dpi)
+    with atomic_open(out) as handle:  # a reader never sees half a figure
+        fig.savefig(handle, format=suffix if suffix in supported else "png", dpi=dpi)
     return out
 
 

@@ -24,13 +24,11 @@ class StemSpec:
         modules: Attribute name -> module, to register on the model.
         steps: ``(conv, norm)`` attribute names, each followed by the model's ReLU.
         pool: Attribute name of the max pool, or ``None``.
-        midplanes: Intermediate width of a (2+1)D stem, else ``None``.
     """
 
     modules: dict[str, nn.Module]
     steps: tuple[tuple[str, str], ...]
     pool: str | None
-    midplanes: int | None
 
 
 def stem_midplanes(config: ResNet3DConfig) -> int:
@@ -44,7 +42,6 @@ def build_stem(config: ResNet3DConfig) -> StemSpec:
     """Build the stem described by ``config``."""
     width = config.widths[0]
     modules: dict[str, nn.Module] = {}
-    mid: int | None = None
     if config.conv == "3d":
         modules["conv1"] = conv3d(config.in_channels, width, config.stem_kernel, config.stem_stride)
         modules["bn1"] = norm3d(width)
@@ -60,4 +57,4 @@ def build_stem(config: ResNet3DConfig) -> StemSpec:
     if config.stem_pool:
         modules["maxpool"] = FastMaxPool3d(kernel_size=3, stride=2, padding=1)
         pool = "maxpool"
-    return StemSpec(modules=modules, steps=steps, pool=pool, midplanes=mid)
+    return StemSpec(modules=modules, steps=steps, pool=pool)

@@ -700,19 +700,11 @@ def _plot(
         ax.legend(fontsize="small")
     if len(levels) > 1:
         fig.suptitle(title)
-    _write_atomic(path, lambda tmp: _save(fig, tmp, dpi))
+    _save(fig, path, dpi)
     return (
         path,
         f"`{path.name}`: {title[0].lower() + title[1:]}; bands are the bootstrap intervals.",
     )
-
-
-def _write_atomic(path: Path, write: Any) -> Path:
-    # Write next to the target and rename, so a reader never sees half a file.
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def write_sweep_report(

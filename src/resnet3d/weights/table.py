@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._utils import did_you_mean
+from ..constants import CCII_CLASSES
 from ..presets import PREPROCESSING_KEYS
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 #: CC-CCII's classes in the order the models output them (the paper's order).
-CCII_LABELS: tuple[str, ...] = ("NCP", "CP", "Normal")
+CCII_LABELS: tuple[str, ...] = CCII_CLASSES
 
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
