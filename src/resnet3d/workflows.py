@@ -249,13 +249,14 @@ def fit_from_folder(
             "patients or a larger validation fraction",
             ",".join(f"{f:g}" for f in fractions),
         )
-    metadata = {
-        "preprocessing": stacker.to_dict(),
-        "labels": list(index.classes),
-        "data": os.fspath(data),
-        "split_file": SPLIT_FILE,
-        "split": {"seed": split_seed, "fractions": [float(f) for f in fractions]},
-    }
+    metadata = ckpt.run_metadata(
+        stacker.to_dict(),
+        index.classes,
+        data=data,
+        split_file=SPLIT_FILE,
+        split_seed=split_seed,
+        fractions=fractions,
+    )
     del previous  # the trainer reads the checkpoint again, onto its parameters
     trainer = Trainer(
         config,

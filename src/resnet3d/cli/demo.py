@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.dataset import VolumeDataset
     from ..data.index import ScanIndex
     from ..data.volumes import SliceStacker
+    from ..engine.checkpoint import run_metadata
     from ..engine.train import TrainConfig, Trainer
     from ..models.pretrained import from_pretrained
     from ..workflows import evaluate_model, load_or_make_split, model_from_checkpoint, predict_scans
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         f"training {args.model} on {len(train_set)} volumes of 3 x 4 x {args.size} x "
         f"{args.size} (validating on {len(valid_set)}) on {device}",
     )
-    metadata = {"preprocessing": stacker.to_dict(), "labels": list(index.classes)}
+    metadata = run_metadata(stacker.to_dict(), index.classes)
     # The checkpoints (model, optimizer and RNG states: 400 MB each for ResNet-18) live only
     # while they are needed; the export in step 5 is the model to keep.
     checkpoints = Path(tempfile.mkdtemp(prefix=".checkpoints-", dir=out))

@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,39 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
             raise DiskFullError(message, path=path) from None
         raise
     return path
+
+
+def run_metadata(
+    preprocessing: Mapping[str, Any],
+    labels: Sequence[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    split_file: str | None = None,
+    split_seed: int | None = None,
+    fractions: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """The ``metadata`` a training run stores in its checkpoints, in its one shape.
+
+    :meth:`resnet3d.weights.cfg.PretrainedCfg.from_checkpoint` reads ``preprocessing`` and
+    ``labels`` back, so evaluation, prediction and export prepare scans as training did; the
+    split settings are compared on resume.
+
+    Args:
+        preprocessing: The ``SliceStacker`` spec (``stacker.to_dict()``).
+        labels: Class names in output order.
+        data: The data set the run trained on.
+        split_file: The split file's name in the run folder.
+        split_seed: The patient split's seed.
+        fractions: The split's train/valid/test fractions.
+    """
+    metadata: dict[str, Any] = {"preprocessing": dict(preprocessing), "labels": list(labels)}
+    if data is not None:
+        metadata["data"] = os.fspath(data)
+    if split_file is not None:
+        metadata["split_file"] = split_file
+    if fractions is not None:
+        metadata["split"] = {"seed": split_seed, "fractions": [float(f) for f in fractions]}
+    return metadata
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
