@@ -189,7 +189,7 @@ def test_dicom_series_over_the_voxel_limit_is_refused_from_headers(
     def refuse(path: object, max_pixels: int) -> np.ndarray:
         raise AssertionError(f"{path} was read")
 
-    monkeypatch.setattr(volumes, "_decode_dicom", refuse)
+    monkeypatch.setattr(volumes, "decode_dicom", refuse)
     with pytest.raises(ImageTooLargeError) as info:
         SliceStacker(depth=1, max_voxels=4 * 16 * 16).load(scan, volumes=[0])
     message = str(info.value)

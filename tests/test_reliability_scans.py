@@ -16,11 +16,12 @@ import pytest
 from PIL import Image
 from tests.test_volumes_errors import no_decoding  # noqa: F401 (a fixture)
 
-from resnet3d.data import readers
+from resnet3d.data import images, readers
 from resnet3d.data.cache import build_cache
 from resnet3d.data.dataset import VolumeDataset
 from resnet3d.data.index import ScanIndex, ScanRecord
 from resnet3d.data.readers import read_slice, scan_files
+from resnet3d.data.slice_headers import SliceHeader
 from resnet3d.data.volumes import SliceStacker
 from resnet3d.errors import (
     CorruptSliceError,
@@ -184,13 +185,13 @@ def test_scan_validated_once_per_dataset_not_per_item(
 ) -> None:
     scan = _scan(tmp_path, n=8)
     headers_read: list[str] = []
-    real = readers._image_slice_header
+    real = images._image_slice_header
 
-    def counting(path: Path) -> readers._SliceHeader:
+    def counting(path: Path) -> SliceHeader:
         headers_read.append(os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr(readers, "_image_slice_header", counting)
+    monkeypatch.setattr(images, "_image_slice_header", counting)
     index = ScanIndex([ScanRecord("bad", 0, "1", "s", 8, scan)], ("bad",))
     dataset = VolumeDataset(index, SliceStacker(depth=2, size=None, threads=1))
     assert len(dataset) == 4

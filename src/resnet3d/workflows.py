@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from .data.dataset import VolumeDataset
+from .data.files import is_junk_name, is_video_name, natural_key
 from .data.index import ScanIndex
-from .data.readers import is_junk_name, is_video_name, natural_key
 from .data.split import Split, split_by_patient
 from .data.volumes import SliceStacker
 from .engine import checkpoint as ckpt

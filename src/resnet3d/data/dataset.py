@@ -21,8 +21,9 @@ from torch.utils.data import Dataset, get_worker_info
 from .._utils import check_choice
 from ..errors import DatasetLayoutError
 from .cache import VolumeCache
+from .files import ScanFiles
 from .index import ScanIndex, ScanRecord
-from .readers import ScanFiles, scan_files
+from .readers import scan_files
 from .split import SPLIT_NAMES, Split
 from .video import ClipSampler
 from .volumes import SliceStacker, convert_dtype

@@ -23,8 +23,14 @@ from typing import TYPE_CHECKING, overload
 from .._utils import atomic_write_text, check_choice
 from ..constants import CCII_CLASSES, CCII_CSV_COLUMNS, LAYOUTS
 from ..errors import DatasetLayoutError, DatasetNotFoundError
-from .files import NIFTI_SUFFIXES, is_nifti_name
-from .readers import VIDEO_SUFFIXES, is_junk_name, is_video_name, natural_key
+from .files import (
+    NIFTI_SUFFIXES,
+    VIDEO_SUFFIXES,
+    is_junk_name,
+    is_nifti_name,
+    is_video_name,
+    natural_key,
+)
 
 if TYPE_CHECKING:
     pass

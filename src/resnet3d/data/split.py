@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._utils import atomic_write_text, did_you_mean
 from ..errors import DatasetLayoutError, DatasetNotFoundError
-from .readers import natural_key
+from .files import natural_key
 
 if TYPE_CHECKING:
     pass

@@ -57,22 +57,11 @@ from PIL import Image
 from .. import presets
 from .._utils import check_choice, did_you_mean, usable_cpus
 from ..errors import CorruptSliceError, DatasetLayoutError, InconsistentScanError
-from .files import refuse_pixels
-from .readers import (
-    DEFAULT_MAX_PIXELS,
-    ScanFiles,
-    _classify,
-    _decode_dicom,
-    _describe_unknown,
-    check_scan_size,
-    decoded_image,
-    is_video_name,
-    list_slices,
-    read_nifti,
-    scan_files,
-    sniff,
-    validate_scan,
-)
+from .dicom import decode_dicom
+from .files import DEFAULT_MAX_PIXELS, ScanFiles, is_video_name, refuse_pixels
+from .images import decoded_image, describe_unknown, sniff
+from .nifti import read_nifti
+from .readers import check_scan_size, classify, list_slices, scan_files, validate_scan
 
 if TYPE_CHECKING:
     import torch
@@ -620,11 +609,11 @@ class SliceStacker:
         kind = sniff(path)
         if kind == "dicom":
             # The scan's headers were checked (_checked) before any slice is read.
-            hu = _decode_dicom(path, self.max_pixels)
+            hu = decode_dicom(path, self.max_pixels)
             shape = (int(hu.shape[0]), int(hu.shape[1]))
             return self._map_deep(hu, "hu"), shape
         if kind is None:
-            raise CorruptSliceError(f"{path}: {_describe_unknown(path)}", path=path)
+            raise CorruptSliceError(f"{path}: {describe_unknown(path)}", path=path)
         return self._prepare_image(path)
 
     def read_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
@@ -650,7 +639,7 @@ class SliceStacker:
         files = [Path(p) for p in paths]
         if not files:
             raise ValueError("read_files needs at least one slice file")
-        kind, _ = _classify(files, files[0].parent)
+        kind, _ = classify(files, files[0].parent)
         scan = self._checked(ScanFiles(files[0].parent, kind, tuple(files), len(files)))
         return self._read_files(scan.slices)
 
