@@ -21,6 +21,7 @@ import torch
 
 import resnet3d
 from resnet3d.errors import HubUnavailableError, InvalidExportError, WeightsIntegrityError
+from resnet3d.models import registry
 from resnet3d.models.pretrained import from_pretrained, upload_folder
 from resnet3d.weights import table as pretrained
 from resnet3d.weights.export_format import entry_from_export
@@ -76,13 +77,25 @@ def build_cache(cache: Path, repo_id: str, commit: str, files: dict[str, bytes])
     return repo
 
 
+def tiny_architecture(**overrides: Any) -> resnet3d.ResNet3D:
+    """The factory of tiny()'s architecture, registered for the alias tests."""
+    fields = {"widths": (4, 8, 8, 8), "layers": (1, 1, 1, 1), **overrides}
+    return resnet3d.create_model("resnet18", **fields)
+
+
 @pytest.fixture
-def published(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A tiny export, its files, and 'ccii-depth4' registered as published at a commit."""
+def published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A tiny export, its files, and 'ccii-depth4' registered as published at a commit.
+
+    Loading an alias checks its weights against the architecture the table names, through
+    the model registry; the tiny weights get a registered architecture of their own.
+    """
+    monkeypatch.setitem(registry._REGISTRY, "tiny_resnet18", tiny_architecture)
     model = tiny()
     files = export_files(model, tmp_path)
     commit = hashlib.sha1(b"test commit").hexdigest()
     entry = pretrained.get_pretrained("ccii-depth4").replace(
+        architecture="tiny_resnet18",
         repo_id=REPO,
         revision=commit,
         sha256=hashlib.sha256(files["model.safetensors"]).hexdigest(),

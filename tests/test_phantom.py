@@ -363,7 +363,7 @@ def test_predict_takes_a_shell_glob_over_a_patients_scans(
 
 
 def test_scan_index_reads_a_phantom_dataset_without_issues(dataset: Path) -> None:
-    data = pytest.importorskip("resnet3d.data.index")
+    data = pytest.importorskip("resnet3d.data")
     index = data.ScanIndex.from_ccii(dataset)
     rows = _read_csv(dataset)
     assert len(index) == len(rows)

@@ -267,7 +267,7 @@ def test_resume_at_another_thread_count_warns(
 
 
 def test_data_and_model_channels_must_agree(tmp_path: Path) -> None:
-    data = pytest.importorskip("resnet3d.data.index")
+    data = pytest.importorskip("resnet3d.data")
     from resnet3d.data.phantom import write_dataset
     from resnet3d.data.volumes import SliceStacker
 
