@@ -615,8 +615,13 @@ class Trainer:
             if self.dist.is_main:
                 self._append_log(result)
                 if improved:
+                    # best.pt first, as before (a crash between the two leaves last.pt one
+                    # epoch behind, and the resumed run redoes that epoch); then last.pt is
+                    # the same state: a link to it, not a second write.
                     ckpt.save_checkpoint(self.state_dict(), self.best_path)
-                ckpt.save_checkpoint(self.state_dict(), self.last_path)
+                    ckpt.link_checkpoint(self.best_path, self.last_path)
+                else:
+                    ckpt.save_checkpoint(self.state_dict(), self.last_path)
             barrier()
             logger.info(_format_epoch(result, self.config.epochs))
             patience = self.config.patience
