@@ -111,3 +111,16 @@ def test_an_unknown_name_says_so() -> None:
         hub = importlib.import_module("resnet3d.hub")
     with pytest.raises(AttributeError, match="moved to"):
         hub.nope  # noqa: B018
+
+
+def test_rooms_resolve_their_names_and_modules_lazily() -> None:
+    code = (
+        "import sys, resnet3d\n"
+        "assert resnet3d.data.phantom.__name__ == 'resnet3d.data.phantom'\n"
+        "assert resnet3d.data.SliceStacker is resnet3d.data.volumes.SliceStacker\n"
+        "assert resnet3d.weights.PretrainedCfg.__module__ == 'resnet3d.weights.cfg'\n"
+        "assert 'torch' not in sys.modules, 'the weights table and phantom need no torch'\n"
+        "try:\n    resnet3d.data.nope\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "module 'resnet3d.data' has no attribute 'nope'" in out.stdout

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import resnet3d
+from resnet3d import _utils
 from resnet3d.cli import describe_error, main
 from resnet3d.engine import checkpoint
 from resnet3d.errors import CorruptSliceError
@@ -30,7 +31,7 @@ def one_line(text: str) -> str:
 
 
 def write_to_dev_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make save_checkpoint's temporary file a full disk: every write fails with ENOSPC."""
+    """Make atomic_open's temporary files (checkpoints') a full disk: writes fail with ENOSPC."""
     real_open = builtins.open
 
     def full_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
@@ -38,7 +39,7 @@ def write_to_dev_full(monkeypatch: pytest.MonkeyPatch) -> None:
             return real_open("/dev/full", mode, *args, **kwargs)
         return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "open", full_open, raising=False)
+    monkeypatch.setattr(_utils, "open", full_open, raising=False)
 
 
 @needs_dev_full

@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -168,9 +169,11 @@ def lazy_attribute(package: str, exports: Mapping[str, str], name: str) -> Any:
         AttributeError: ``name`` is not one of the package's names.
     """
     module = exports.get(name)
-    if module is None:
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{package}.{module}"), name)
+    if module is not None:
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+        return importlib.import_module(f"{package}.{name}")  # a submodule: pkg.phantom
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
