@@ -45,7 +45,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .._utils import atomic_open, atomic_write_text
+from .._utils import atomic_open, atomic_write_text, sha256_file
 from ..errors import CacheError, DatasetLayoutError, DatasetNotFoundError, Resnet3DError
 from .files import is_junk_name, is_nifti_name
 from .index import ScanIndex, ScanRecord
@@ -119,18 +119,6 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    # sha256 rather than blake2b: with the SHA extensions of current x86 and ARM CPUs
-    # OpenSSL's sha256 is the faster of the two (1.16 vs 0.88 GB/s on the development
-    # machine), it is the hash the weights already use, and `sha256sum FILE` checks an entry
-    # by hand. Reads in 1 MiB blocks, so memory stays flat for any scan size.
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_source_name(name: str) -> bool:
     """The files a scan is read from, by name (the reader's own rules; no file is opened)."""
     if not is_junk_name(name):
@@ -197,7 +185,7 @@ def _file_problem(root: Path, entry: Mapping[str, Any], *, rehash: bool) -> str 
         size = path.stat().st_size
         if size != entry["bytes"]:
             return f"{what} has {size} bytes, the manifest says {entry['bytes']}"
-        if rehash and _sha256_file(path) != entry["sha256"]:
+        if rehash and sha256_file(path) != entry["sha256"]:
             return f"{what} is damaged (its sha256 differs from the manifest's)"
     except FileNotFoundError:
         return f"{what} is missing"

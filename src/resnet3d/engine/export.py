@@ -9,6 +9,7 @@ from ..errors import InvalidExportError
 from ..models.config import ResNet3DConfig
 from ..models.convert import strip_prefixes
 from ..models.resnet import ResNet3D
+from ..weights.cfg import PretrainedCfg
 from ..weights.evaluation import metrics_from_evaluation
 from ..weights.save import refuse_non_empty, save_pretrained
 from ..weights.state_dict import check_state_dict
@@ -68,8 +69,9 @@ def export_checkpoint(
     weights = strip_prefixes(state["model"])
     check_state_dict(weights, model, source=os.fspath(checkpoint))
     model.load_state_dict(weights, strict=True)
-    metadata = state.get("metadata") or {}
-    labels = state.get("labels") or metadata.get("labels") or None
+    # What the run trained with, read as evaluation and prediction read it.
+    cfg = PretrainedCfg.from_checkpoint(state, checkpoint)
+    labels = cfg.labels
     metrics: list[Metric] = []
     if eval_json is not None:
         metrics, eval_labels = metrics_from_evaluation(eval_json, split=split)
@@ -81,7 +83,7 @@ def export_checkpoint(
     return save_pretrained(
         model.eval(),
         out_dir,
-        preprocessing=metadata.get("preprocessing") or None,
+        preprocessing=cfg.preprocessing,
         labels=labels,
         metrics=metrics,
         license=license,
