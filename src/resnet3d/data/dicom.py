@@ -71,16 +71,24 @@ def dicom_headers(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, A
     return [(Path(p), _read_dicom_header(p, _DICOM_HEADER_TAGS)) for p in paths]
 
 
-def _dicom_slice_header(path: Path, ds: Any) -> SliceHeader:
+def _declared_size(path: str | os.PathLike[str], ds: Any) -> tuple[int, int, int, int, int]:
+    """Rows, columns, frames, samples per pixel and bits allocated, as the header declares."""
     try:
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.get("BitsAllocated", 16) or 16)
-    except (TypeError, ValueError) as error:
-        raise CorruptSliceError(f"{path}: unreadable DICOM image size: {error}", path=path) from (
-            error
+        return (
+            int(ds.get("Rows", 0) or 0),
+            int(ds.get("Columns", 0) or 0),
+            int(ds.get("NumberOfFrames", 1) or 1),
+            int(ds.get("SamplesPerPixel", 1) or 1),
+            int(ds.get("BitsAllocated", 16) or 16),
         )
+    except (TypeError, ValueError) as error:
+        raise CorruptSliceError(
+            f"{os.fspath(path)}: unreadable DICOM image size: {error}", path=path
+        ) from error
+
+
+def _dicom_slice_header(path: Path, ds: Any) -> SliceHeader:
+    rows, cols, frames, samples, bits = _declared_size(path, ds)
     if rows < 1 or cols < 1:
         raise CorruptSliceError(
             f"{path}: DICOM file declares no image (Rows={rows}, Columns={cols})", path=path
@@ -226,15 +234,7 @@ def read_dicom(
         MissingDependencyError: If pydicom is not installed.
     """
     ds = _read_dicom_header(path)
-    try:
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.get("BitsAllocated", 16) or 16)
-    except (TypeError, ValueError) as error:
-        raise CorruptSliceError(
-            f"{os.fspath(path)}: unreadable DICOM image size: {error}", path=path
-        ) from error
+    rows, cols, frames, samples, bits = _declared_size(path, ds)
     refuse_pixels(path, cols, rows, max_pixels, frames)
     voxels = frames * rows * cols
     what = f"{frames} frame(s) of {cols} x {rows} x {samples} sample(s) of {bits} bits"

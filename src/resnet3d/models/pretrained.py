@@ -362,28 +362,15 @@ def upload_folder(
     commit_message: str | None = None,
     create_pr: bool = False,
 ) -> CommitInfo:
-    """Upload an export folder to a Hub repo (created if needed) in one commit.
+    """Check an export folder against the model it describes, then upload it in one commit.
 
-    The folder is checked first: its ``config.json`` must be valid and its weights must load
-    strictly into the architecture it describes.
-
-    Args:
-        folder: An export written by :func:`save_pretrained` or ``resnet3d export``.
-        repo_id: ``"org/name"``.
-        revision: Branch to commit to (default ``main``).
-        private: Visibility for a new repo (``None``: the Hub's default).
-        token: Hub token (default: the one ``hf auth login`` saved).
-        commit_message: Default ``"Upload resnet3d export"``.
-        create_pr: Open a pull request instead of committing to the branch.
-
-    Returns:
-        huggingface_hub's ``CommitInfo`` (``.oid`` is the commit to pin in the weights table).
+    Its ``config.json`` must be valid and its weights must load strictly into the
+    architecture it describes; then :func:`resnet3d.weights.upload.upload_export` uploads it
+    (the arguments and errors are that function's).
 
     Raises:
         InvalidExportError: If the folder is not a valid export.
-        HubUnavailableError: If offline mode is on or the Hub cannot be reached.
-        HubRequestError: If the Hub refuses the upload (e.g. no or a wrong token).
-        ValueError: If ``repo_id`` is not ``"org/name"``.
+        CheckpointMismatchError: If its weights do not fit its architecture.
     """
     path = Path(folder).expanduser()
     if not isinstance(repo_id, str) or not REPO_ID.fullmatch(repo_id):
