@@ -51,9 +51,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
             torch.save(state, handle)
     except BaseException as error:
         if _is_disk_full(error):
-            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was kept"
-            message = f"no space left on device while writing {path}; {kept}"
-            raise DiskFullError(message, path=path) from None
+            raise _disk_full(path) from None
         raise
     return path
 
@@ -82,10 +80,7 @@ def link_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[st
     except BaseException as error:
         tmp.unlink(missing_ok=True)
         if _is_disk_full(error):
-            kept = f"the previous {target.name} is intact" if target.exists() else "nothing kept"
-            raise DiskFullError(
-                f"no space left on device while writing {target}; {kept}", path=target
-            ) from None
+            raise _disk_full(target) from None
         raise
     fsync_dir(target.parent)
     return target
@@ -214,6 +209,12 @@ def _to_tuples(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_to_tuples(v) for v in value)
     return value
+
+
+def _disk_full(path: Path) -> DiskFullError:
+    """The one-line error of a checkpoint write that ran out of space."""
+    kept = f"the previous {path.name} is intact" if path.exists() else "nothing was kept"
+    return DiskFullError(f"no space left on device while writing {path}; {kept}", path=path)
 
 
 def _is_disk_full(error: BaseException) -> bool:

@@ -15,8 +15,9 @@ It also reads like the dict it replaces (``cfg["labels"]``, ``cfg.get("preproces
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -57,13 +58,13 @@ class PretrainedCfg(Mapping[str, Any]):
         adapted: What loading changed, e.g. ``{"num_classes": (3, 5)}``.
 
     Raises:
-        ValueError: For unknown preprocessing keys, labels that are not strings, or an
-            unknown source.
+        ValueError: For unknown preprocessing keys or a spec that is not JSON-able, labels
+            that are not strings, or an unknown source.
     """
 
     architecture: str | None = None
     preprocessing: Mapping[str, Any] | None = None
-    labels: tuple[str, ...] | None = None
+    labels: Sequence[str] | None = None  # a tuple after __post_init__
     metrics: tuple[Metric, ...] = ()
     license: str | None = None
     dataset: str | None = None
@@ -89,6 +90,10 @@ class PretrainedCfg(Mapping[str, Any]):
                     f"{list(PREPROCESSING_KEYS)}."
                     + did_you_mean(str(unknown[0]), PREPROCESSING_KEYS)
                 )
+            try:
+                json.dumps(dict(self.preprocessing))
+            except TypeError as error:
+                raise ValueError(f"preprocessing must be JSON-able: {error}") from None
             set_(self, "preprocessing", MappingProxyType(dict(self.preprocessing)))
         if self.labels is not None:
             if isinstance(self.labels, str) or not all(isinstance(x, str) for x in self.labels):

@@ -93,17 +93,17 @@ def save_pretrained(
     license = license if license is not None else cfg.get("license")
     dataset = dataset if dataset is not None else cfg.get("dataset")
     description = description if description is not None else cfg.get("description")
-    _check_metadata(model, preprocessing, labels)
-    record = PretrainedCfg(
+    record = PretrainedCfg(  # checks labels and preprocessing on their own
         architecture=model.config.name or None,
         preprocessing=preprocessing,
-        labels=None if labels is None else tuple(labels),
+        labels=labels,
         metrics=tuple(metric_list),
         license=license,
         dataset=dataset,
         description=description,
         alias=cfg.get("alias"),
     )
+    _check_fits_model(model, record)
 
     target = Path(save_directory).expanduser()
     if target.exists() and not target.is_dir():
@@ -150,31 +150,20 @@ def refuse_non_empty(target: Path) -> None:
         )
 
 
-def _check_metadata(
-    model: ResNet3D, preprocessing: Mapping[str, Any] | None, labels: Sequence[str] | None
-) -> None:
-    if labels is not None:
-        if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
-            raise ValueError(f"labels must be a sequence of strings, got {labels!r}")
-        if model.num_classes and len(labels) != model.num_classes:
-            raise ValueError(
-                f"got {len(labels)} labels {list(labels)} for a model with "
-                f"num_classes={model.num_classes}"
-            )
-    if preprocessing is not None:
-        if not isinstance(preprocessing, Mapping):
-            raise ValueError(f"preprocessing must be a dict, got {preprocessing!r}")
-        PretrainedCfg(preprocessing=preprocessing)  # unknown keys: the one check, in cfg.py
-        channels = preprocessing.get("channels")
-        if channels is not None and channels != model.config.in_channels:
-            raise ValueError(
-                f"preprocessing channels={channels} but the model takes "
-                f"in_channels={model.config.in_channels}"
-            )
-        try:
-            json.dumps(dict(preprocessing))
-        except TypeError as error:
-            raise ValueError(f"preprocessing must be JSON-able: {error}") from None
+def _check_fits_model(model: ResNet3D, record: PretrainedCfg) -> None:
+    """What only the model can check: one label per output, the spec's input channels."""
+    labels = record.labels
+    if labels is not None and model.num_classes and len(labels) != model.num_classes:
+        raise ValueError(
+            f"got {len(labels)} labels {list(labels)} for a model with "
+            f"num_classes={model.num_classes}"
+        )
+    channels = (record.preprocessing or {}).get("channels")
+    if channels is not None and channels != model.config.in_channels:
+        raise ValueError(
+            f"preprocessing channels={channels} but the model takes "
+            f"in_channels={model.config.in_channels}"
+        )
 
 
 def _swap_into(tmp: Path, target: Path) -> None:
