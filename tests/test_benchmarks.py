@@ -126,6 +126,7 @@ def test_environment_describes_the_cpu_and_torch() -> None:
     assert env["torch"] == torch.__version__
     assert env["torch_threads"] == torch.get_num_threads()
     assert env["allocator"] in ("glibc", "tcmalloc", "jemalloc", "mimalloc")
+    assert isinstance(env["malloc_tuned"], bool)
     assert set(env["cpu"]["flags"]) >= {"avx2", "avx512f", "amx_bf16"}
     assert "gpu" not in env
     json.dumps(env)  # JSON-able

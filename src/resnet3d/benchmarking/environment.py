@@ -1,9 +1,10 @@
 """What a benchmark ran on: CPU and its vector units, GPU, versions, threads, allocator.
 
 Timings are meaningless without the machine they came from; every benchmark result carries
-:func:`environment`. The memory allocator is part of it because glibc's ``malloc`` adds
-1.2-1.44x to fp32 CPU training compared with tcmalloc or jemalloc (big, short-lived
-activation buffers are returned to the OS and faulted in again on every step).
+:func:`environment`. The memory allocator is part of it because glibc's ``malloc`` with
+its default settings adds 1.2-1.45x to fp32 CPU training compared with tcmalloc (big,
+short-lived activation buffers are returned to the OS and faulted in again on every step);
+whether :func:`resnet3d.engine.malloc.tune_malloc` changed those settings is recorded too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from .._utils import usable_cpus
+from ..engine.malloc import allocator, malloc_tuned
 
 __all__ = [
     "allocator",
@@ -39,34 +41,6 @@ RELEVANT_FLAGS = (
     "amx_bf16",
     "amx_fp16",
 )
-
-
-def allocator(environ: dict[str, str] | None = None, maps_path: str = "/proc/self/maps") -> str:
-    """The malloc in use: ``"tcmalloc"``, ``"jemalloc"``, ``"mimalloc"`` or ``"glibc"``.
-
-    Looks at the libraries mapped into this process (which covers ``LD_PRELOAD`` and
-    linking), then at ``LD_PRELOAD`` itself where ``/proc`` is unavailable.
-
-    Args:
-        environ: Environment to read ``LD_PRELOAD`` from (default ``os.environ``).
-        maps_path: The process memory map to scan (Linux).
-
-    Returns:
-        The allocator's name; ``"glibc"`` when no replacement is found.
-    """
-    environ = dict(os.environ) if environ is None else environ
-    candidates = ("tcmalloc", "jemalloc", "mimalloc")
-    texts = [environ.get("LD_PRELOAD", "")]
-    try:
-        with open(maps_path, encoding="utf-8", errors="replace") as handle:
-            texts.append(handle.read())
-    except OSError:
-        pass
-    for text in texts:
-        for name in candidates:
-            if f"lib{name}" in text or f"/{name}" in text:
-                return name
-    return "glibc"
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -113,7 +87,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     Returns:
         Keys ``time``, ``python``, ``torch``, ``resnet3d``, ``monai``, ``torchvision``,
         ``cpu`` (model, usable and logical CPUs, flags, native bf16), ``torch_threads``,
-        ``allocator``, ``load_average`` and, on CUDA, ``gpu``.
+        ``allocator``, ``malloc_tuned``, ``load_average`` and, on CUDA, ``gpu``.
     """
     from ..engine.device import cpu_has_fast_bf16
 
@@ -140,6 +114,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         },
         "torch_threads": torch.get_num_threads(),
         "allocator": allocator(),
+        "malloc_tuned": malloc_tuned(),
         "load_average": load,
         "device": str(device),
     }
@@ -167,6 +142,7 @@ def describe(env: dict[str, Any]) -> str:
         f"{cpu['model']}, {cpu['usable_cpus']} CPUs ({', '.join(flags) or 'no AVX2'}; native "
         f"bf16: {'yes' if cpu['native_bf16'] else 'no'}), torch {env['torch']} with "
         f"{env['torch_threads']} threads, allocator {env['allocator']}"
+        f"{' (tuned)' if env.get('malloc_tuned') else ''}"
     )
     if env.get("load_average"):
         text += f", 1-minute load average {env['load_average'][0]:.2f} at start"

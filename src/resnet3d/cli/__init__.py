@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .._utils import env_flag
 from .._version import __version__
+from ..engine.malloc import tune_malloc
 from ..errors import CLIError
 
 
@@ -64,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = bool(getattr(args, "debug", False)) or env_flag(DEBUG_ENV)
+    # Before any tensor exists: training and inference reuse freed memory instead of
+    # faulting it in again every step (same results; see resnet3d.engine.malloc).
+    tune_malloc()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
