@@ -23,6 +23,7 @@ from pathlib import Path
 
 import resnet3d
 from resnet3d.engine.device import PRECISIONS
+from resnet3d.engine.malloc import tune_malloc
 from resnet3d.engine.runtime import resolve_runtime
 from resnet3d.engine.train import TrainConfig, TrainResult
 from resnet3d.workflows import fit_from_folder, stacker_for
@@ -63,6 +64,7 @@ def finetune(args: argparse.Namespace, tiny: bool) -> TrainResult:
 
 
 def main() -> int:
+    tune_malloc()  # CPU training reuses freed memory (as the resnet3d command does)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pretrained", help="alias, Hub repo id or export folder")
     parser.add_argument("--data", type=Path, help="data set root")

@@ -36,6 +36,7 @@ import resnet3d
 from resnet3d.data.dataset import VolumeDataset
 from resnet3d.data.index import ScanIndex
 from resnet3d.engine.device import PRECISIONS
+from resnet3d.engine.malloc import tune_malloc
 from resnet3d.engine.runtime import resolve_runtime
 from resnet3d.engine.train import TrainConfig
 from resnet3d.workflows import (
@@ -116,6 +117,7 @@ def train_and_evaluate(args: argparse.Namespace, pretrained: str | None) -> Eval
 
 
 def main() -> int:
+    tune_malloc()  # CPU training reuses freed memory (as the resnet3d command does)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="class/<video> tree or path,label CSV")
     parser.add_argument("--weights", type=Path, help="torchvision r3d_18/r2plus1d_18 state dict")
