@@ -1,5 +1,6 @@
 """Running models: device and precision policy, loaders and batch transport, prediction,
-the training loop, checkpoints, distributed helpers and augmentation.
+the training loop, checkpoints, distributed helpers, augmentation and the CPU allocator
+tuning.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _EXPORTS = {
     "available_devices": "device",
     "check_device": "device",
     "resolve_runtime": "runtime",
+    "tune_malloc": "malloc",
 }
 __all__ = [
     "Augment",
@@ -46,6 +48,7 @@ __all__ = [
     "resolve_precision",
     "resolve_runtime",
     "save_checkpoint",
+    "tune_malloc",
 ]
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from .checkpoint import load_checkpoint, save_checkpoint
     from .device import available_devices, check_device, resolve_device, resolve_precision
     from .distributed import DistInfo
+    from .malloc import tune_malloc
     from .predict import Predictions, predict_loader
     from .runtime import Runtime, resolve_runtime
     from .train import TrainConfig, Trainer, TrainResult
