@@ -19,7 +19,12 @@ from torch import nn
 from resnet3d import ResNet3DConfig, create_model, list_models
 from resnet3d.models import thin_depth
 from resnet3d.models.layers import Conv2Plus1d, ThinDepthConv3d, conv3d
-from resnet3d.models.thin_depth import choose_path, folded_weight, thin_depth_conv3d
+from resnet3d.models.thin_depth import (
+    centre_tap,
+    choose_path,
+    folded_weight,
+    thin_depth_conv3d,
+)
 
 TINY_WIDTHS = (4, 8, 8, 16)
 
@@ -110,6 +115,21 @@ def test_folded_weight_blocks_are_the_taps() -> None:
         ]
     )
     torch.testing.assert_close(folded, expected)
+
+
+@pytest.mark.parametrize("kd", [3, 5, 7])
+def test_centre_tap_is_the_tap_with_its_gradient_and_a_dense_layout(kd: int) -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(6, 4, kd, 3, 2, dtype=torch.float64, requires_grad=True)
+    for pd in range(kd):
+        tap = centre_tap(weight, pd)
+        assert torch.equal(tap, weight[:, :, pd]) and tap.is_contiguous()
+        upstream = torch.randn_like(tap)
+        (got,) = torch.autograd.grad(tap, weight, upstream)
+        (want,) = torch.autograd.grad(weight[:, :, pd], weight, upstream)
+        assert torch.equal(got, want)
+    channels_last = weight.detach().contiguous(memory_format=torch.channels_last_3d)
+    assert centre_tap(channels_last, kd // 2).is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.usefixtures("fold_everywhere")
