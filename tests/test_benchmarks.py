@@ -487,3 +487,15 @@ def test_bench_data_quick(tmp_path: Path, restore_threads: None) -> None:
     assert summary["feeding"][0]["workers_decode"] == workers_needed(50, r1["decode"])
     assert summary["feeding"][0]["workers_cache"] == workers_needed(50, r1["cache"])
     assert "workers = ceil(R / r1)" in markdown and "| uint8 cache | 1 workers |" in markdown
+
+
+def test_centre_tap_bench_finds_the_same_gradients_both_ways(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resnet3d.models import thin_depth
+
+    argv = ["bench_centre_tap.py", "--model", "resnet10", "--size", "32", "--rounds", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "1", "--no-tune-malloc"])
+    runpy.run_path(str(ROOT / "benchmarks" / "bench_centre_tap.py"), run_name="__main__")
+    assert "gradients bit for bit equal: True" in capsys.readouterr().out
+    assert thin_depth.centre_tap.__name__ == "centre_tap"  # restored
