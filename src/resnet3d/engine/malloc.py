@@ -30,7 +30,8 @@ __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "allocator", "malloc_tuned", "tun
 
 _log = logging.getLogger(__name__)
 
-#: Environment variable that, set to ``0`` (or ``false``, ``no``, ``off``), disables tuning.
+#: Environment variable that, set to anything but ``1``/``on``/``yes``/``true`` (``0``, say),
+#: disables tuning.
 OPT_OUT_ENV = "RESNET3D_TUNE_MALLOC"
 #: Blocks up to this size come from the heap, whose freed space is reused (glibc: 32 MiB at
 #: most by default). Larger blocks still get their own ``mmap``; at that size the

@@ -14,7 +14,14 @@ import torch
 from torch import Tensor, nn
 
 from .._utils import check_choice, to_3tuple
-from .thin_depth import CONV_IMPLS, choose_path, compute_dtype, needs_grad, thin_depth_conv3d
+from .thin_depth import (
+    CONV_IMPLS,
+    centre_tap,
+    choose_path,
+    compute_dtype,
+    needs_grad,
+    thin_depth_conv3d,
+)
 
 
 class ThinDepthConv3d(nn.Conv3d):
@@ -84,7 +91,7 @@ class ThinDepthConv3d(nn.Conv3d):
         )
         key = (weight.data_ptr(), weight._version, weight.device, dtype, layout)
         if self._centre is None or self._centre[0] != key:
-            centre = weight.detach()[:, :, self.padding[0]]  # type: ignore[index]
+            centre = centre_tap(weight.detach(), self.padding[0])  # type: ignore[arg-type]
             self._centre = (key, centre.to(dtype).contiguous(memory_format=layout))
         return self._centre[1]
 
